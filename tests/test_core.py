@@ -225,3 +225,25 @@ def test_hinge_and_output_cosine():
     assert output_cosine(v, v, vector_outputs=True).item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="shapes"):
         output_cosine(f, f[:, :3])
+
+
+def test_per_replica_learning_rates_equal_separate_runs():
+    t1, _ = task_pair(0.0, **S.data(), seed=0)
+    base = OneLayerTransformer(**S.model(), seed=0).replicate(2)
+    both, _ = finetune(base, t1, lr=torch.tensor([0.5, 2.0]), batch_size=8, steps=5, generator=g(1))
+    # same data stream, same base: each replica equals a run with its own scalar lr
+    for r, lr in enumerate((0.5, 2.0)):
+        alone, _ = finetune(base, t1, lr=lr, batch_size=8, steps=5, generator=g(1))
+        assert torch.allclose(both.V[r], alone.V[r], atol=1e-6)
+    with pytest.raises(ValueError, match="lr="):
+        finetune(base, t1, lr=torch.tensor([1.0, 1.0, 1.0]), batch_size=8, steps=1, generator=g(1))
+
+
+def test_steps_to_reach():
+    from tvlib.training import steps_to_reach
+
+    loss = torch.tensor([[1.0, 1.0], [0.5, 1.0], [0.1, 1.0], [0.1, 1.0]])
+    out = steps_to_reach(loss, 0.4, window=2)
+    assert out[0].item() == 3 and torch.isnan(out[1])
+    with pytest.raises(ValueError, match="window"):
+        steps_to_reach(loss, 0.4, window=9)

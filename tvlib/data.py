@@ -95,6 +95,15 @@ class Task:
         """Number of stacked tasks, or None for a single task."""
         return None if self.mu.ndim == 1 else int(self.mu.shape[0])
 
+    def basis(self) -> Tensor:
+        """An orthonormal basis of R^d as rows: mu, then v_1..v_M, then a completion (single task only)."""
+        if self.replicas is not None:
+            raise ValueError("basis() needs a single task, not a stack of tasks")
+        known = torch.cat([self.mu[None], self.irrelevant]).double()
+        evals, evecs = torch.linalg.eigh(torch.eye(self.d, dtype=torch.float64) - known.T @ known)
+        rest = evecs[:, evals > 0.5].T  # the orthogonal complement of the patterns
+        return torch.cat([known, rest]).float()
+
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Draw n labelled sequences: X of shape ([R,] n, P, d) and y of shape ([R,] n) in {-1, +1}.
 

@@ -12,7 +12,7 @@ from .data import Task
 from .evaluation import hinge
 from .model import OneLayerTransformer
 
-__all__ = ["History", "finetune"]
+__all__ = ["History", "finetune", "steps_to_reach"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def finetune(
     model: OneLayerTransformer,
     task: Task,
     *,
-    lr: float,
+    lr: float | Tensor,
     batch_size: int,
     steps: int,
     generator: torch.Generator,
@@ -39,13 +39,17 @@ def finetune(
     """Return a fine-tuned copy of `model` (one SGD run per replica) and its training history.
 
     `task` is a single task, shared by all replicas, or a stack of exactly R tasks, one per replica.
+    `lr` is one step size for all replicas or a tensor of R step sizes, one per replica.
     The fixed output layer a is never updated; `model` itself is left unchanged.
     """
-    if lr <= 0 or batch_size < 1 or steps < 0:
-        raise ValueError(
-            f"lr={lr}, batch_size={batch_size}, steps={steps}: expected lr > 0, batch_size >= 1, steps >= 0"
-        )
     R = model.replicas
+    lrs = torch.as_tensor(lr, dtype=torch.float32).reshape(-1)
+    if lrs.numel() not in (1, R) or (lrs <= 0).any() or batch_size < 1 or steps < 0:
+        raise ValueError(
+            f"lr={lr}, batch_size={batch_size}, steps={steps}: expected lr > 0 (a number or {R} numbers), "
+            "batch_size >= 1, steps >= 0"
+        )
+    lrs = lrs.expand(R)
     if task.replicas not in (None, R):
         raise ValueError(f"task stacks {task.replicas} tasks but the model has {R} replicas: expected 1 or {R}")
     if task.d != model.d:
@@ -65,7 +69,20 @@ def finetune(
         grads = torch.autograd.grad(per_replica.sum(), params)
         with torch.no_grad():
             for p, g in zip(params, grads):
-                p.sub_(lr * g)
+                p.sub_(lrs.view(R, *[1] * (p.ndim - 1)) * g)
             loss_log[t] = per_replica.detach()
             acc_log[t] = (torch.sign(out) == y).float().mean(-1)
     return tuned, History(loss=loss_log, accuracy=acc_log)
+
+
+def steps_to_reach(loss: Tensor, level: float, window: int = 10) -> Tensor:
+    """First step at which the `window`-step moving average of each column of `loss` is below `level`.
+
+    `loss` is (steps, R) as in History.loss; returns R step counts (float), NaN where never reached.
+    """
+    if loss.ndim != 2 or window < 1 or window > loss.shape[0]:
+        raise ValueError(f"loss of shape {tuple(loss.shape)} with window={window}: expected (steps, R), 1 <= window <= steps")
+    avg = loss.T.unfold(1, window, 1).mean(-1)  # (R, steps - window + 1)
+    below = avg < level
+    first = below.float().argmax(1).float() + window
+    return torch.where(below.any(1), first, torch.tensor(float("nan")))
