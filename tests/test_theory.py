@@ -1,0 +1,171 @@
+"""Tests of tvlib.theory on synthetic inputs whose answers are known."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tvlib import theory as th
+
+LAMS = np.round(np.arange(-2.0, 3.01, 0.2), 2) + 0.0
+
+
+def test_addition_threshold():
+    assert th.addition_threshold(0.0) == pytest.approx(1.0)
+    assert th.addition_threshold(0.4, beta=0.1) == pytest.approx(0.7)
+    out = th.addition_threshold(np.array([-0.5, 0.0, 1.0]))
+    assert np.isnan(out[0]) and out[1:] == pytest.approx([1.0, 0.0])
+    with pytest.raises(ValueError, match="alpha"):
+        th.addition_threshold(1.5)
+
+
+def test_negation_bounds():
+    lo, hi = th.negation_bounds(np.array([-0.5, 0.0, 0.5]), c_lower=2.0, c_upper=0.3, beta=0.1, budget=0.2)
+    assert lo[0] == pytest.approx(-8.0) and hi[0] == pytest.approx(0.6)
+    assert lo[1] == pytest.approx(-2.0) and hi[1] == 0.0
+    assert np.isnan(lo[2]) and np.isnan(hi[2])
+    lo, _ = th.negation_bounds(0.0)
+    assert lo == -math.inf
+    with pytest.raises(ValueError, match="c_lower"):
+        th.negation_bounds(-0.5, c_lower=0.0)
+
+
+@given(st.floats(-1, 1))
+@settings(max_examples=50, deadline=None)
+def test_alpha_hat_linear_inverts(alpha):
+    h = th.alpha_hat_linear(alpha)
+    assert abs(h) <= 1 + 1e-12 and np.sign(h) == np.sign(alpha)
+    assert th.alpha_from_alpha_hat(h) == pytest.approx(alpha, abs=1e-6)
+
+
+def test_feasible_interval_interpolates_edges():
+    lo, hi = th.feasible_interval(LAMS, 0.5 - np.abs(LAMS - 1.05))
+    assert lo == pytest.approx(0.55) and hi == pytest.approx(1.55)
+    # two conditions: the first one violated at each edge sets it
+    lo, hi = th.feasible_interval(LAMS, np.stack([LAMS + 0.9, 1.3 - LAMS]))
+    assert lo == pytest.approx(-0.9) and hi == pytest.approx(1.3)
+    # a run touching the grid's end ends there
+    assert th.feasible_interval(LAMS, LAMS - 0.5) == pytest.approx((0.5, 3.0))
+    # several runs: the longest, or the one holding the anchor
+    slack = np.where((LAMS < -1.5) | ((LAMS > 0.5) & (LAMS < 2.5)), 1.0, -1.0)
+    lo, hi = th.feasible_interval(LAMS, slack)
+    assert 0.4 < lo < 0.6 and 2.4 < hi < 2.6
+    lo, hi = th.feasible_interval(LAMS, slack, anchor=-2.0)
+    assert lo == -2.0 and -1.6 < hi < -1.4
+    assert all(np.isnan(th.feasible_interval(LAMS, slack, anchor=0.0)))
+    assert all(np.isnan(th.feasible_interval(LAMS, -np.ones_like(LAMS))))
+    with pytest.raises(ValueError, match="increasing"):
+        th.feasible_interval(LAMS[::-1], LAMS)
+
+
+def test_estimate_beta_recovers_a_linear_growth():
+    err = 0.04 + 0.07 * np.abs(LAMS)
+    assert th.estimate_beta(LAMS, err, 0.04) == pytest.approx(0.07)
+    assert th.estimate_beta(LAMS, err, 0.04, method="slope") == pytest.approx(0.07)
+    # the bound method takes the worst lam, the slope an average
+    bumpy = 0.04 + 0.07 * np.abs(LAMS) + np.where(LAMS == -1.0, 0.1, 0.0)
+    assert th.estimate_beta(LAMS, bumpy, 0.04) == pytest.approx(0.17)
+    assert 0.07 < th.estimate_beta(LAMS, bumpy, 0.04, method="slope") < 0.17
+    assert th.estimate_beta(LAMS, np.full_like(LAMS, 0.01), 0.04) == 0.0
+    with pytest.raises(ValueError, match="method"):
+        th.estimate_beta(LAMS, err, 0.04, method="max")
+
+
+def test_threshold_fits():
+    alphas = np.array([-0.4, 0.0, 0.3, 0.6])
+    lam_star = 1 - alphas + 0.1
+    lam_star[0] = 5.0  # alpha < 0 is outside Theorem 1 and must be ignored
+    assert th.beta_from_thresholds(alphas, lam_star) == pytest.approx(0.1)
+    intercept, slope = th.fit_threshold_line(alphas[1:], lam_star[1:])
+    assert intercept == pytest.approx(1.1) and slope == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="alpha >= 0"):
+        th.beta_from_thresholds([-0.5], [1.0])
+
+
+def test_fit_power_law():
+    alphas = np.array([-1.0, -0.8, -0.5, -0.2])
+    c, p = th.fit_power_law(alphas, -1.3 / alphas**2)
+    assert c == pytest.approx(1.3) and p == pytest.approx(2.0)
+    c, p = th.fit_power_law(alphas, 0.3 / np.abs(alphas))
+    assert c == pytest.approx(0.3) and p == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="two or more"):
+        th.fit_power_law([-0.5, -0.5], [1.0, 2.0])
+
+
+def synthetic_sweep(alphas, eps=0.04, seeds=(0, 1)):
+    """A linear caricature of the merged model: margins on T1 and T2 proportional to 1 + lam*alpha and alpha + lam."""
+    rows, refs = [], []
+    for alpha in alphas:
+        for seed in seeds:
+            for lam in LAMS:
+                for task, margin in (("T1", 1 + lam * alpha), ("T2", alpha + lam)):
+                    error = eps + max(0.0, 1 - margin)
+                    rows.append((alpha, seed, lam, task, error, float(margin > 0)))
+            for model, task, e in (("base", "T1", 1.0), ("base", "T2", 1.0), ("T1", "T1", eps), ("T2", "T2", eps),
+                                   ("T1", "T2", eps + max(0.0, 1 - alpha)), ("T2", "T1", eps + max(0.0, 1 - alpha))):
+                refs.append((alpha, seed, model, task, e, 1.0))
+    curves = pd.DataFrame(rows, columns=["alpha", "seed", "lam", "task", "error", "accuracy"])
+    references = pd.DataFrame(refs, columns=["alpha", "seed", "model", "task", "error", "accuracy"])
+    return curves, references
+
+
+def test_addition_summary_on_a_linear_model():
+    alphas = [-0.4, 0.0, 0.4]
+    curves, refs = synthetic_sweep(alphas)
+    summ = th.addition_summary(curves, refs, factor=2.0)
+    m = summ.groupby("alpha").mean()
+    # T2 error eps + (1 - alpha - lam) <= 2 eps  <=>  lam >= 1 - alpha - eps
+    assert m["lam_star_error"].to_numpy() == pytest.approx([1.4 - 0.04, 1 - 0.04, 0.6 - 0.04], abs=1e-9)
+    # accuracy: sign of alpha + lam; the interpolated edge lies at -alpha within one grid step
+    assert np.all(np.abs(m["lam_star_accuracy"].to_numpy() + np.array(alphas)) <= 0.2)
+    # contradictory: T1's margin 1 - 0.4 lam < 1 - eps once lam > 0.1, before T2 is learned at 1.36
+    assert np.isnan(m.loc[-0.4, "both_lo_error"])
+    assert m.loc[0.0, "both_lo_error"] == pytest.approx(0.96) and m.loc[0.0, "both_hi_error"] == 3.0
+    learned = th.learned_map(curves, refs)
+    assert set(learned.columns) == {"alpha", "lam", "both_error", "both_accuracy"}
+    assert learned[learned["alpha"] == -0.4]["both_error"].max() == 0.0
+    beta = th.beta_hat(curves, refs, alpha=0.0)
+    assert (beta["beta_hat"] == 0.0).all()  # T1 unaffected when alpha = 0 in this caricature
+    worst = th.worst_task(curves, refs).set_index(["alpha", "seed"])
+    assert worst.loc[(0.0, 0), "ratio"] == pytest.approx(1.0)
+    assert worst.loc[(-0.4, 0), "ratio"] > 2.0
+
+
+def test_negation_summary_and_best_lambdas_on_a_linear_model():
+    curves, refs = synthetic_sweep([-0.5, 0.0, 0.5])
+    neg = th.negation_summary(curves, refs).groupby("alpha").mean()
+    # T2 forgotten (error >= 0.95): alpha + lam <= 0.09; T1 kept (error <= 0.08): lam*alpha >= -0.04
+    assert neg.loc[-0.5, "forget_hi"] == pytest.approx(0.59)
+    assert neg.loc[-0.5, "keep_hi"] == pytest.approx(0.08)
+    assert neg.loc[0.5, "keep_lo"] == pytest.approx(-0.08)
+    assert np.isnan(neg.loc[0.5, "region_lo_error"])  # aligned: forgetting T2 needs lam <= -0.41
+    table = th.best_lambdas(curves, [-0.5, 0.0, 0.5]).set_index(["alpha", "goal"])
+    assert table.loc[(0.0, "add"), "lam"] == 0.2  # smallest lam >= 0 with both signs right
+    assert table.loc[(0.0, "negate"), "lam"] == 0.0
+    assert table.loc[(0.5, "negate"), "lam"] == -0.6  # T2 wrong (alpha + lam < 0), T1 right
+    with pytest.raises(ValueError, match="not in the sweep"):
+        th.best_lambdas(curves, [0.3])
+
+
+def test_pattern_ratios_on_constructed_task_vectors():
+    import torch
+
+    d, m = 6, 4
+    mu1 = torch.zeros(d)
+    mu1[0] = 1.0
+    perp = torch.zeros(d)
+    perp[1] = 1.0
+    u = torch.tensor([1.0, -1.0, 0.5, -0.5])  # per-neuron read-out strengths
+    dW, dV = [], []
+    for alpha in (1.0, -0.6, 0.3):
+        mu = alpha * mu1 + math.sqrt(1 - alpha**2) * perp
+        dW.append(0.7 * torch.outer(mu, mu))
+        dV.append(0.2 * torch.outer(u, mu))
+    att, val = th.pattern_ratios(torch.stack(dW), torch.stack(dV), mu1)
+    assert att == pytest.approx([1.0, 0.36, 0.09], abs=1e-6)
+    assert val == pytest.approx([1.0, -0.6, 0.3], abs=1e-6)
+    with pytest.raises(ValueError, match="expected"):
+        th.pattern_ratios(torch.stack(dW), torch.stack(dV), torch.zeros(d + 1))

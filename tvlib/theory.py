@@ -1,0 +1,401 @@
+"""Theorems 1 and 2 as numbers: predicted lambda regions, and the same quantities measured from sweeps.
+
+Predictions (the paper fixes no constants; every unknown constant is a parameter here):
+- Theorem 1 (addition): both tasks learned once lam >= 1 - alpha + beta, for alpha >= 0 only.
+- Theorem 2 (negation): T2 forgotten and T1 kept for lam <= 0 (alpha = 0, with |lam| beta small),
+  for -c_lower / alpha^2 <= lam <= c_upper / |alpha| (alpha < 0); no guarantee for alpha > 0.
+
+Measurements (definitions used throughout the book):
+- T learned (error): hinge error <= factor * eps_T, eps_T = error of the model fine-tuned on T,
+  on the same evaluation samples; T learned (accuracy): accuracy >= acc_level.
+- T forgotten (error): hinge error >= forget_factor * error of Psi0 on T (Psi0 knows no task, error ~1).
+- Measured threshold lam*(alpha): the lower edge of the run of lam over which T2 is learned,
+  linearly interpolated between grid points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+__all__ = [
+    "addition_threshold",
+    "negation_bounds",
+    "alpha_hat_linear",
+    "alpha_from_alpha_hat",
+    "pattern_ratios",
+    "feasible_interval",
+    "estimate_beta",
+    "beta_from_thresholds",
+    "fit_threshold_line",
+    "fit_power_law",
+    "seed_arrays",
+    "addition_summary",
+    "negation_summary",
+    "learned_map",
+    "worst_task",
+    "beta_hat",
+    "best_lambdas",
+]
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def addition_threshold(alpha: float | np.ndarray, beta: float = 0.0) -> np.ndarray:
+    """Theorem 1's sufficient lam for learning both tasks, 1 - alpha + beta; NaN for alpha < 0 (no lam works)."""
+    a = np.asarray(alpha, dtype=float)
+    _check_alpha(a)
+    return np.where(a >= 0, 1.0 - a + beta, np.nan)
+
+
+def negation_bounds(
+    alpha: float | np.ndarray,
+    *,
+    c_lower: float = 1.0,
+    c_upper: float = 1.0,
+    beta: float = 0.0,
+    budget: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Theorem 2's lam interval (lower, upper) for forgetting T2 while keeping T1, per alpha.
+
+    alpha < 0: [-c_lower / alpha^2, c_upper / |alpha|] (the paper's -Theta(alpha^-2) and
+    poly(eta delta*) / |alpha|; c_lower and c_upper are unknown constants). alpha = 0:
+    [-budget / beta, 0] (|lam| beta <= budget; -inf when beta = 0). alpha > 0: NaN (no guarantee).
+    """
+    a = np.asarray(alpha, dtype=float)
+    _check_alpha(a)
+    if c_lower <= 0 or c_upper <= 0 or beta < 0 or budget <= 0:
+        raise ValueError(
+            f"c_lower={c_lower}, c_upper={c_upper}, beta={beta}, budget={budget}: "
+            "expected c_lower > 0, c_upper > 0, beta >= 0, budget > 0"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        irrelevant_lower = -budget / beta if beta > 0 else -math.inf
+        lower = np.where(a < 0, -c_lower / a**2, np.where(a == 0, irrelevant_lower, np.nan))
+        upper = np.where(a < 0, c_upper / np.abs(a), np.where(a == 0, 0.0, np.nan))
+    return lower, upper
+
+
+def alpha_hat_linear(alpha: float | np.ndarray) -> np.ndarray:
+    """alpha-hat on an equal mix of T1 and T2 inputs if each model answered alpha times the other's margin: 2 alpha / (1 + alpha^2)."""
+    a = np.asarray(alpha, dtype=float)
+    _check_alpha(a)
+    return 2 * a / (1 + a**2)
+
+
+def alpha_from_alpha_hat(alpha_hat: float | np.ndarray) -> np.ndarray:
+    """Inverse of alpha_hat_linear on [-1, 1]: (1 - sqrt(1 - h^2)) / h (0 at h = 0)."""
+    h = np.asarray(alpha_hat, dtype=float)
+    if np.any(np.abs(h) > 1 + 1e-9):
+        raise ValueError(f"alpha_hat={h}: a cosine must lie in [-1, 1]")
+    h = np.clip(h, -1.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(h == 0, 0.0, (1 - np.sqrt(1 - h**2)) / h)
+
+
+def pattern_ratios(dW: Tensor, dV: Tensor, mu: Tensor, *, ref: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """How strongly each of K task vectors reads pattern mu, relative to task vector `ref`.
+
+    dW (K, d, d), dV (K, m, d). Attention: mu^T dW_k mu / mu^T dW_ref mu. Value: the projection of
+    the neurons' read-out dV_k mu on dV_ref mu, divided by |dV_ref mu|^2. For T2 against T1 the
+    first-order picture predicts alpha^2 (attention ignores the sign of mu) and alpha (values carry it).
+    """
+    if dW.ndim != 3 or dV.ndim != 3 or dW.shape[0] != dV.shape[0] or mu.shape != (dW.shape[-1],):
+        raise ValueError(
+            f"dW {tuple(dW.shape)}, dV {tuple(dV.shape)}, mu {tuple(mu.shape)}: expected (K, d, d), (K, m, d), (d,)"
+        )
+    w = torch.einsum("i,kij,j->k", mu, dW, mu)
+    read = dV @ mu  # (K, m)
+    v = read @ read[ref] / (read[ref] @ read[ref])
+    return (w / w[ref]).numpy(), v.numpy()
+
+
+def _check_alpha(a: np.ndarray) -> None:
+    if np.any(~np.isfinite(a)) or np.any(np.abs(a) > 1):
+        raise ValueError(f"alpha={a}: a task correlation must lie in [-1, 1]")
+
+
+# ---------------------------------------------------------------- measurements on arrays
+
+
+def feasible_interval(
+    lams: Sequence[float], slacks: np.ndarray, *, anchor: float | None = None
+) -> tuple[float, float]:
+    """Edges (lo, hi) of a run of consecutive grid lams where every slack is >= 0, interpolated linearly.
+
+    slacks: (L,) or (n_constraints, L), one row per condition (e.g. level - error). The run is the
+    one containing the grid point nearest `anchor`, or the longest (ties: nearest 0) if anchor is None.
+    Each edge is moved from the last feasible grid point towards the first infeasible one, to where
+    the first violated condition crosses zero. An edge equal to lams[0] or lams[-1] means the run may
+    continue beyond the grid. (nan, nan) if no grid point (or not the anchor) is feasible.
+    """
+    lam = np.asarray(lams, dtype=float)
+    s = np.atleast_2d(np.asarray(slacks, dtype=float))
+    if lam.ndim != 1 or lam.size < 1 or s.shape[1] != lam.size:
+        raise ValueError(f"lams of shape {lam.shape} and slacks of shape {s.shape}: expected (L,) and (L,) or (k, L)")
+    if np.any(np.diff(lam) <= 0):
+        raise ValueError("lams must be strictly increasing")
+    ok = np.all(s >= 0, axis=0)
+    runs: list[tuple[int, int]] = []
+    i = 0
+    while i < lam.size:
+        if ok[i]:
+            j = i
+            while j + 1 < lam.size and ok[j + 1]:
+                j += 1
+            runs.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    if not runs:
+        return math.nan, math.nan
+    if anchor is not None:
+        k = int(np.argmin(np.abs(lam - anchor)))
+        match = [r for r in runs if r[0] <= k <= r[1]]
+        if not match:
+            return math.nan, math.nan
+        i, j = match[0]
+    else:
+        i, j = max(runs, key=lambda r: (lam[r[1]] - lam[r[0]], -min(abs(lam[r[0]]), abs(lam[r[1]]))))
+
+    def edge(inside: int, outside: int) -> float:
+        cands = []
+        for row in s:
+            if row[outside] < 0:  # violated outside: crosses zero between the two points
+                t = row[inside] / (row[inside] - row[outside])
+                cands.append(lam[inside] + t * (lam[outside] - lam[inside]))
+        return min(cands, key=lambda x: abs(x - lam[inside]))
+
+    lo = lam[i] if i == 0 else edge(i, i - 1)
+    hi = lam[j] if j == lam.size - 1 else edge(j, j + 1)
+    return float(lo), float(hi)
+
+
+def estimate_beta(
+    lams: Sequence[float], t1_error: Sequence[float], eps: float, *, method: str = "bound"
+) -> float:
+    """beta from T1's hinge error err(lam) <= eps + |lam| beta (Theorem 1), lam = 0 excluded.
+
+    method="bound": the smallest beta for which the bound holds at every grid lam,
+    max over lam of (err - eps) / |lam| (0 if the error never exceeds eps).
+    method="slope": the least-squares slope through the origin of (err - eps) against |lam|.
+    """
+    lam = np.asarray(lams, dtype=float)
+    err = np.asarray(t1_error, dtype=float)
+    if lam.shape != err.shape or lam.ndim != 1:
+        raise ValueError(f"lams {lam.shape} and t1_error {err.shape}: expected equal 1-d shapes")
+    keep = lam != 0
+    if not keep.any():
+        raise ValueError("lams holds no non-zero value: expected a grid of lam around 0")
+    x, excess = np.abs(lam[keep]), err[keep] - eps
+    if method == "bound":
+        return float(max(0.0, np.max(excess / x)))
+    if method == "slope":
+        return float(np.sum(x * excess) / np.sum(x * x))
+    raise ValueError(f"method={method!r}: expected 'bound' or 'slope'")
+
+
+def beta_from_thresholds(alphas: Sequence[float], thresholds: Sequence[float]) -> float:
+    """beta from lam*(alpha) = 1 - alpha + beta: the mean of lam* - (1 - alpha) over alpha >= 0 (NaN ignored)."""
+    a = np.asarray(alphas, dtype=float)
+    t = np.asarray(thresholds, dtype=float)
+    if a.shape != t.shape:
+        raise ValueError(f"alphas {a.shape} and thresholds {t.shape}: expected equal shapes")
+    use = (a >= 0) & np.isfinite(t)
+    if not use.any():
+        raise ValueError("no finite threshold at alpha >= 0: Theorem 1's threshold covers alpha >= 0 only")
+    return float(np.mean(t[use] - (1 - a[use])))
+
+
+def fit_threshold_line(alphas: Sequence[float], thresholds: Sequence[float]) -> tuple[float, float]:
+    """Least-squares line lam* = intercept + slope * alpha over finite thresholds (theory: 1 + beta, -1)."""
+    a = np.asarray(alphas, dtype=float)
+    t = np.asarray(thresholds, dtype=float)
+    use = np.isfinite(a) & np.isfinite(t)
+    if use.sum() < 2:
+        raise ValueError("need at least two finite (alpha, threshold) points to fit a line")
+    slope, intercept = np.polyfit(a[use], t[use], 1)
+    return float(intercept), float(slope)
+
+
+def fit_power_law(alphas: Sequence[float], bounds: Sequence[float]) -> tuple[float, float]:
+    """Fit |bound| = c * |alpha|^-p by least squares in log-log over finite, non-zero points; returns (c, p)."""
+    a = np.abs(np.asarray(alphas, dtype=float))
+    b = np.abs(np.asarray(bounds, dtype=float))
+    use = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    if use.sum() < 2 or np.unique(a[use]).size < 2:
+        raise ValueError("need finite non-zero bounds at two or more distinct alphas to fit a power law")
+    slope, intercept = np.polyfit(np.log(a[use]), np.log(b[use]), 1)
+    return float(np.exp(intercept)), float(-slope)
+
+
+# ---------------------------------------------------------------- measurements on sweep DataFrames
+
+
+def seed_arrays(curves: pd.DataFrame, references: pd.DataFrame, alpha: float) -> dict[str, np.ndarray]:
+    """One alpha of a sweep as arrays: lams (L,), seeds (S,), error and accuracy (S, L, 2) for (T1, T2),
+    eps (S, 2) = fine-tuned errors on their own task, base (S, 2) = errors of Psi0."""
+    c = curves[np.isclose(curves["alpha"], alpha)]
+    if c.empty:
+        raise ValueError(f"alpha={alpha} is not in the sweep: expected one of {sorted(curves['alpha'].unique())}")
+    lams = np.sort(c["lam"].unique())
+    seeds = np.sort(c["seed"].unique())
+    idx = pd.MultiIndex.from_product([seeds, lams, ["T1", "T2"]], names=["seed", "lam", "task"])
+    c = c.set_index(["seed", "lam", "task"]).reindex(idx)
+    shape = (seeds.size, lams.size, 2)
+    r = references[np.isclose(references["alpha"], alpha)].set_index(["seed", "model", "task"])["error"]
+    eps = np.stack([[r[s, t, t] for t in ("T1", "T2")] for s in seeds])
+    base = np.stack([[r[s, "base", t] for t in ("T1", "T2")] for s in seeds])
+    return dict(
+        lams=lams, seeds=seeds, eps=eps, base=base,
+        error=c["error"].to_numpy().reshape(shape), accuracy=c["accuracy"].to_numpy().reshape(shape),
+    )
+
+
+def addition_summary(
+    curves: pd.DataFrame, references: pd.DataFrame, *, factor: float = 2.0, acc_level: float = 0.95
+) -> pd.DataFrame:
+    """Per (alpha, seed): lam* (lower edge of T2 learned) and the interval where both tasks are learned,
+    by hinge error (<= factor * eps) and by accuracy (>= acc_level). NaN where nothing is learned."""
+    rows = []
+    for alpha in sorted(curves["alpha"].unique()):
+        d = seed_arrays(curves, references, alpha)
+        for i, seed in enumerate(d["seeds"]):
+            err_slack = factor * d["eps"][i][None, :] - d["error"][i]  # (L, 2)
+            acc_slack = d["accuracy"][i] - acc_level
+            t2_err = feasible_interval(d["lams"], err_slack[:, 1], anchor=d["lams"][-1])
+            t2_acc = feasible_interval(d["lams"], acc_slack[:, 1], anchor=d["lams"][-1])
+            both_err = feasible_interval(d["lams"], err_slack.T)
+            both_acc = feasible_interval(d["lams"], acc_slack.T)
+            rows.append((alpha, seed, t2_err[0], t2_acc[0], *both_err, *both_acc))
+    return pd.DataFrame(
+        rows,
+        columns=["alpha", "seed", "lam_star_error", "lam_star_accuracy",
+                 "both_lo_error", "both_hi_error", "both_lo_accuracy", "both_hi_accuracy"],
+    )
+
+
+def negation_summary(
+    curves: pd.DataFrame,
+    references: pd.DataFrame,
+    *,
+    factor: float = 2.0,
+    forget_factor: float = 0.95,
+    acc_level: float = 0.95,
+    chance: float = 0.5,
+) -> pd.DataFrame:
+    """Per (alpha, seed): where T1 is kept (run containing lam = 0), where T2 is forgotten (longest run),
+    and where both hold (longest run), by hinge error and by accuracy (T1 >= acc_level, T2 <= chance)."""
+    rows = []
+    for alpha in sorted(curves["alpha"].unique()):
+        d = seed_arrays(curves, references, alpha)
+        for i, seed in enumerate(d["seeds"]):
+            keep = factor * d["eps"][i, 0] - d["error"][i, :, 0]
+            forget = d["error"][i, :, 1] - forget_factor * d["base"][i, 1]
+            keep_acc = d["accuracy"][i, :, 0] - acc_level
+            forget_acc = chance - d["accuracy"][i, :, 1]
+            rows.append((
+                alpha, seed,
+                *feasible_interval(d["lams"], keep, anchor=0.0),
+                *feasible_interval(d["lams"], forget),
+                *feasible_interval(d["lams"], np.stack([keep, forget])),
+                *feasible_interval(d["lams"], np.stack([keep_acc, forget_acc])),
+            ))
+    return pd.DataFrame(
+        rows,
+        columns=["alpha", "seed", "keep_lo", "keep_hi", "forget_lo", "forget_hi",
+                 "region_lo_error", "region_hi_error", "region_lo_accuracy", "region_hi_accuracy"],
+    )
+
+
+def learned_map(
+    curves: pd.DataFrame, references: pd.DataFrame, *, factor: float = 2.0, acc_level: float = 0.95
+) -> pd.DataFrame:
+    """Per (alpha, lam): the fraction of seeds for which both tasks are learned, by error and by accuracy."""
+    eps = references[references["model"] == references["task"]][["alpha", "seed", "task", "error"]]
+    df = curves.merge(eps.rename(columns={"error": "eps"}), on=["alpha", "seed", "task"])
+    df["ok_error"] = df["error"] <= factor * df["eps"]
+    df["ok_accuracy"] = df["accuracy"] >= acc_level
+    both = df.groupby(["alpha", "seed", "lam"])[["ok_error", "ok_accuracy"]].all()
+    out = both.groupby(["alpha", "lam"]).mean().reset_index()
+    return out.rename(columns={"ok_error": "both_error", "ok_accuracy": "both_accuracy"})
+
+
+def worst_task(curves: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    """Per (alpha, seed): over the lam grid, the smallest worse-task error ratio max(err_T1/eps_T1, err_T2/eps_T2)
+    (column ratio, at lam_ratio) and the largest worse-task accuracy min(acc_T1, acc_T2) (accuracy, at lam_accuracy)."""
+    rows = []
+    for alpha in sorted(curves["alpha"].unique()):
+        d = seed_arrays(curves, references, alpha)
+        for i, seed in enumerate(d["seeds"]):
+            ratio = (d["error"][i] / d["eps"][i][None, :]).max(1)
+            acc = d["accuracy"][i].min(1)
+            k, j = int(np.argmin(ratio)), int(np.argmax(acc))
+            rows.append((alpha, seed, float(ratio[k]), float(d["lams"][k]), float(acc[j]), float(d["lams"][j])))
+    return pd.DataFrame(rows, columns=["alpha", "seed", "ratio", "lam_ratio", "accuracy", "lam_accuracy"])
+
+
+def beta_hat(
+    curves: pd.DataFrame, references: pd.DataFrame, *, alpha: float = 0.0, method: str = "bound"
+) -> pd.DataFrame:
+    """Per seed: estimate_beta from T1's error at the given alpha (irrelevant tasks by default)."""
+    d = seed_arrays(curves, references, alpha)
+    return pd.DataFrame(
+        [(s, estimate_beta(d["lams"], d["error"][i, :, 0], d["eps"][i, 0], method=method))
+         for i, s in enumerate(d["seeds"])],
+        columns=["seed", "beta_hat"],
+    )
+
+
+def best_lambdas(curves: pd.DataFrame, alphas: Sequence[float]) -> pd.DataFrame:
+    """Table 1 on a sweep: per alpha, the lam maximising the seed-mean accuracy criterion, ties to the smallest |lam|.
+
+    Addition (lam >= 0): mean of T1 and T2 accuracy. Negation (lam <= 0): T1 accuracy minus T2 accuracy.
+    Reports the seed-mean accuracy and hinge error of both tasks at that lam.
+    """
+    mean = curves.groupby(["alpha", "lam", "task"])[["accuracy", "error"]].mean().unstack("task")
+    rows = []
+    for alpha in alphas:
+        m = mean.loc[np.isclose(mean.index.get_level_values("alpha").to_numpy(), alpha)]
+        if m.empty:
+            raise ValueError(f"alpha={alpha} is not in the sweep: expected one of {sorted(curves['alpha'].unique())}")
+        m = m.droplevel("alpha")
+        acc1, acc2 = m[("accuracy", "T1")], m[("accuracy", "T2")]
+        for goal, score, side in (("add", (acc1 + acc2) / 2, m.index >= 0), ("negate", acc1 - acc2, m.index <= 0)):
+            s = score[side]
+            top = s[s >= s.max() - 1e-9]
+            lam = float(top.index[np.argmin(np.abs(top.index.to_numpy()))])
+            rows.append((alpha, goal, lam, float(acc1[lam]), float(acc2[lam]),
+                         float(m.loc[lam, ("error", "T1")]), float(m.loc[lam, ("error", "T2")])))
+    return pd.DataFrame(rows, columns=["alpha", "goal", "lam", "acc_T1", "acc_T2", "error_T1", "error_T2"])
+
+
+# ---------------------------------------------------------------- Theorem 3 (out-of-domain)
+
+__all__ += ["ood_condition"]
+
+
+def ood_condition(
+    lams1: Sequence[float], lams2: Sequence[float], gammas: Sequence[float], *, beta: float, c: float
+) -> np.ndarray:
+    """Condition (7) on a (lam1, lam2) grid, shape (L1, L2): sum lam_i gamma_i >= 1 + c,
+    sum lam_i gamma_i^2 >= 1 + c and |lam_i| beta <= c for both i."""
+    if len(gammas) != 2:
+        raise ValueError(f"gammas={list(gammas)}: expected (gamma1, gamma2)")
+    if not 0 < c < 1 or not beta >= 0:
+        raise ValueError(f"c={c}, beta={beta}: expected 0 < c < 1 and beta >= 0")
+    l1 = np.asarray(lams1, dtype=float)[:, None]
+    l2 = np.asarray(lams2, dtype=float)[None, :]
+    g1, g2 = (float(g) for g in gammas)
+    return (
+        (l1 * g1 + l2 * g2 >= 1 + c)
+        & (l1 * g1**2 + l2 * g2**2 >= 1 + c)
+        & (np.abs(l1) * beta <= c)
+        & (np.abs(l2) * beta <= c)
+    )
