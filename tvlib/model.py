@@ -65,7 +65,7 @@ class OneLayerTransformer(nn.Module):
 
     @classmethod
     def from_weights(cls, W: Tensor, V: Tensor, a: Tensor) -> "OneLayerTransformer":
-        """A merged-form model with the given (R, d, d), (R, m, d) and (R, m) weights (copied)."""
+        """A merged-form model with the given (R, d, d), (R, m, d) and (R, m) weights (copied), on W's device."""
         if W.ndim != 3 or V.ndim != 3 or a.ndim != 2:
             raise ValueError(
                 f"got W {tuple(W.shape)}, V {tuple(V.shape)}, a {tuple(a.shape)}: "
@@ -78,7 +78,7 @@ class OneLayerTransformer(nn.Module):
                 f"inconsistent shapes W {tuple(W.shape)}, V {tuple(V.shape)}, a {tuple(a.shape)}: "
                 "expected (R, d, d), (R, m, d) and (R, m)"
             )
-        model = cls(d, m, replicas=R)
+        model = cls(d, m, replicas=R).to(W.device)
         with torch.no_grad():
             model.W.copy_(W)
             model.V.copy_(V)
@@ -110,20 +110,25 @@ class OneLayerTransformer(nn.Module):
         """Attention weights A[r, n, s, l] = softmax over keys s of x_s^T W x_l; columns sum to 1."""
         X = self._batched(X)
         W, _ = self.merged_weights()
-        scores = X @ W.unsqueeze(1) @ X.transpose(-1, -2)  # [s, l] = x_s^T W x_l
+        R, n, P, d = X.shape
+        # one (n P, d) x (d, d) product per replica rather than n small ones
+        XW = (X.reshape(R, n * P, d) @ W).view(R, n, P, d)
+        scores = XW @ X.transpose(-1, -2)  # [s, l] = x_s^T W x_l
         return torch.softmax(scores, dim=-2)
 
     def hidden(self, X: Tensor) -> Tensor:
         """Pre-activations V sum_s x_s A[s, l], shape (R, n, P, m)."""
         X = self._batched(X)
         _, V = self.merged_weights()
+        R, n, P, d = X.shape
         mixed = self.attention(X).transpose(-1, -2) @ X  # (R, n, P_l, d)
-        return mixed @ V.transpose(-1, -2).unsqueeze(1)
+        return (mixed.reshape(R, n * P, d) @ V.transpose(-1, -2)).view(R, n, P, -1)
 
     def forward(self, X: Tensor) -> Tensor:
         """Scalar outputs f(X; Psi) of shape (R, n)."""
-        h = torch.relu(self.hidden(X))
-        return (h @ self.a[:, None, :, None]).squeeze(-1).mean(-1)
+        h = torch.relu(self.hidden(X))  # (R, n, P, m)
+        R, n, P, m = h.shape
+        return (h.reshape(R, n * P, m) @ self.a[:, :, None]).view(R, n, P).mean(-1)
 
     def select(self, index: int | Sequence[int] | Tensor) -> "OneLayerTransformer":
         """A copy holding only the given replicas."""
