@@ -66,6 +66,30 @@ def test_sweep_is_deterministic(small):
     pd.testing.assert_frame_equal(small.alpha_hat, again.alpha_hat)
 
 
+def test_device_cpu_and_auto_give_the_same_sweep_here(small):
+    """The device only moves the arithmetic; on a machine without a GPU "auto" is the CPU."""
+    for device in ("cpu", torch.device("cpu")) + (() if torch.cuda.is_available() else ("auto",)):
+        again = arithmetic_sweep(FAST, [-0.5, 0.0, 0.5], [-1.0, 0.0, 1.0], [0, 1], n_eval=40, device=device)
+        pd.testing.assert_frame_equal(small.curves, again.curves)
+        assert again.vectors.dW.device.type == "cpu" and again.history.loss.device.type == "cpu"
+
+
+def test_bad_device_is_refused_before_training():
+    with pytest.raises(ValueError, match="device='gpu'"):
+        arithmetic_sweep(FAST, [0.0], [0.0], [0], device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            arithmetic_sweep(FAST, [0.0], [0.0], [0], device="cuda")
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            merged_outputs(
+                finetune_tasks(
+                    bases_for_seeds(FAST, [0]), [[task_pair(0.0, **FAST.data(), seed=0)[0]]],
+                    lr=1.0, batch_size=4, steps=1, generator=g(),
+                )[0],
+                torch.ones(1, 1), torch.zeros(2, FAST.P, FAST.d), device="cuda:0",
+            )
+
+
 def test_lam_zero_is_the_t1_model(small, trained):
     for res in (small, trained):
         c = res.curves

@@ -19,9 +19,12 @@ def hinge(out: Tensor, y: Tensor) -> Tensor:
 def evaluate(model: nn.Module, task: Task, *, n: int, generator: torch.Generator) -> dict[str, Tensor]:
     """Hinge generalization error and accuracy of every replica on n fresh samples of `task`.
 
-    Returns {"error": (R,), "accuracy": (R,)}; a sign of exactly 0 counts as wrong.
+    Returns {"error": (R,), "accuracy": (R,)} on the model's device; a sign of exactly 0 counts as wrong.
     """
-    X, y = task.sample(n, generator)
+    X, y = task.sample(n, generator)  # on the CPU, so a seed gives the same samples on any device
+    weight = next(model.parameters(), None)
+    if weight is not None:
+        X, y = X.to(weight.device), y.to(weight.device)
     out = model(X)
     if y.ndim == 1:
         y = y.expand_as(out)

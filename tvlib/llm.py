@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .setting import resolve_device
 from .textgen import make_texts, ngram_overlap
 
 __all__ = [
@@ -150,21 +151,6 @@ def _lams(value: Any) -> tuple[float, ...]:
     if bad:
         raise ValueError(f"lams={list(value)!r}: entries {bad!r} are not finite numbers; expected a list of numbers")
     return tuple(float(v) for v in value)
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> this process's GPU if one is available (its LOCAL_RANK under torchrun), else the CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device='cuda' but no CUDA GPU is available: expected 'cpu' or 'auto'")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    raise ValueError(f"device={device!r}: expected 'auto', 'cpu' or 'cuda'")
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:

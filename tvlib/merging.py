@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .data import Task
-from .sweep import TaskVectors, evaluate_merged
+from .sweep import DEFAULT_MAX_BYTES, TaskVectors, evaluate_merged
 from .task_vector import TaskVector, _diff, _mismatch
 
 __all__ = [
@@ -307,14 +307,16 @@ def sparsity_sweep(
     task_names: Sequence[str] | None = None,
     row_keys: Sequence[str] | None = ("V",),
     scope: str = "global",
-    max_bytes: int = 2**25,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    device: str | torch.device = "cpu",
 ) -> pd.DataFrame:
     """Hinge error and accuracy of Psi0_g + merge_vectors(method, vectors of g, lams, level) on tasks[g], for all g, methods, levels.
 
     One row per (method, level, group, task) with `kept`, the mean fraction of entries a sparsified
     task vector keeps (for "ties": its trim; "dare": the drawn masks). DARE's masks come from
     torch.Generator().manual_seed(mask_seed + g) for group g; evaluation samples from `generator`,
-    the same for every method and level.
+    the same for every method and level. Sparsifying runs on the CPU; the merged models are
+    evaluated on `device`.
     """
     lams = [float(x) for x in lams]
     if len(lams) != vectors.tasks:
@@ -346,7 +348,7 @@ def sparsity_sweep(
         kept.append(kept_row)
     C = len(methods) * len(levels)
     ev = evaluate_merged(join_task_vectors(vectors, merged), torch.eye(C), tasks, n=n, generator=generator,
-                         max_bytes=max_bytes)
+                         max_bytes=max_bytes, device=device)
     rows = []
     for g in range(vectors.groups):
         for i, method in enumerate(methods):

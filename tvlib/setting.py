@@ -1,11 +1,38 @@
-"""The sizes and fine-tuning hyperparameters used throughout the book, in one place."""
+"""The sizes and fine-tuning hyperparameters used throughout the book, in one place, and the device rule."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["Setting"]
+import torch
+
+__all__ = ["Setting", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> this process's GPU if one is available (its LOCAL_RANK under torchrun), else the CPU.
+
+    "cpu", "cuda" and "cuda:N" (or a torch.device) are taken as they are; asking for a GPU that
+    is not there is an error, not a silent fall-back to the CPU.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but no CUDA GPU is available: expected 'cpu' or 'auto'")
+        index = int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else device.split(":", 1)[1]
+        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: expected cuda:N with N < {torch.cuda.device_count()}")
+        return torch.device("cuda", int(index))
+    raise ValueError(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 @dataclass(frozen=True)

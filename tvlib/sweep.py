@@ -10,6 +10,10 @@ Two batched building blocks, reused by every chapter that merges task vectors:
 
 `arithmetic_sweep` builds the experiment of Theorems 1 and 2 from them:
 Psi = Psi0 + dPsi_T1 + lam dPsi_T2 for a grid of task correlations alpha and coefficients lam.
+
+Every function takes a `device` ("cpu", "cuda", "auto", ...): fine-tuning and evaluation run
+there; samples are drawn on the CPU and task vectors and results are returned on the CPU, so a
+seed gives the same experiment on any device (up to the last bits of the arithmetic).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor
 from .data import Task, stack_tasks, task_pair
 from .evaluation import hinge, output_cosine
 from .model import OneLayerTransformer
-from .setting import Setting
+from .setting import Setting, resolve_device
 from .training import History, finetune
 
 __all__ = [
@@ -165,6 +169,7 @@ def finetune_tasks(
     steps: int,
     generator: torch.Generator,
     batched: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[TaskVectors, History]:
     """Fine-tune tasks[g][k] from base replica g for all g, k; return the task vectors and the SGD history.
 
@@ -182,30 +187,32 @@ def finetune_tasks(
     if K == 0 or any(len(row) != K for row in tasks):
         raise ValueError(f"tasks rows have lengths {[len(r) for r in tasks]}: expected the same K >= 1 tasks per base")
     flat = [t for row in tasks for t in row]
+    device = resolve_device(device)
     if batched:
         tuned, history = finetune(
-            bases.replicate(K), stack_tasks(flat), lr=lr, batch_size=batch_size, steps=steps, generator=generator
+            bases.replicate(K).to(device), stack_tasks(flat), lr=lr, batch_size=batch_size, steps=steps,
+            generator=generator,
         )
-        W, V = tuned.W.detach(), tuned.V.detach()
+        W, V = tuned.W.detach().cpu(), tuned.V.detach().cpu()
     else:
         Ws, Vs, losses, accs = [], [], [], []
         for i, seed in enumerate(_replica_seeds(generator, G * K)):
             one, hist = finetune(
-                bases.select(i // K), flat[i], lr=lr, batch_size=batch_size, steps=steps,
+                bases.select(i // K).to(device), flat[i], lr=lr, batch_size=batch_size, steps=steps,
                 generator=torch.Generator().manual_seed(seed),
             )
-            Ws.append(one.W.detach())
-            Vs.append(one.V.detach())
+            Ws.append(one.W.detach().cpu())
+            Vs.append(one.V.detach().cpu())
             losses.append(hist.loss)
             accs.append(hist.accuracy)
         W, V = torch.cat(Ws), torch.cat(Vs)
         history = History(loss=torch.cat(losses, 1), accuracy=torch.cat(accs, 1))
-    W0, V0 = bases.W.detach(), bases.V.detach()
+    W0, V0 = bases.W.detach().cpu(), bases.V.detach().cpu()
     d, m = bases.d, bases.m
     vectors = TaskVectors(
         W0=W0.clone(),
         V0=V0.clone(),
-        a=bases.a.clone(),
+        a=bases.a.cpu().clone(),
         dW=W.view(G, K, d, d) - W0[:, None],
         dV=V.view(G, K, m, d) - V0[:, None],
     )
@@ -226,11 +233,12 @@ def merged_outputs(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     batched: bool = True,
+    device: str | torch.device = "cpu",
 ) -> Tensor:
     """Outputs (G, C, n) of Psi0_g + sum_k lam_{c,k} dPsi_{g,k} on group g's inputs X[g] ((G, n, P, d) or shared (n, P, d)).
 
-    Evaluated in chunks of replicas whose activations stay below about `max_bytes`;
-    batched=False evaluates one merged model at a time (same numbers up to rounding).
+    Evaluated on `device` in chunks of replicas whose activations stay below about `max_bytes`;
+    batched=False evaluates one merged model at a time (same numbers up to rounding). Returns CPU outputs.
     """
     G, K = vectors.groups, vectors.tasks
     coef = _coefficients(coefficients, G, K)
@@ -243,16 +251,18 @@ def merged_outputs(
     if max_bytes <= 0:
         raise ValueError(f"max_bytes={max_bytes}: expected a positive number of bytes")
     n, P = X.shape[1], X.shape[2]
+    device = resolve_device(device)
     chunk = 1 if not batched else max(1, int(max_bytes // _bytes_per_replica(n, P, d, m)))
+    X = X.to(device)
     out = torch.empty(G * C, n)
     for start in range(0, G * C, chunk):
         r = torch.arange(start, min(start + chunk, G * C))
         g, c = r // C, r % C
-        lam = coef[g, c]  # (R, K)
-        W = vectors.W0[g] + torch.einsum("rk,rkij->rij", lam, vectors.dW[g])
-        V = vectors.V0[g] + torch.einsum("rk,rkij->rij", lam, vectors.dV[g])
-        model = OneLayerTransformer.from_weights(W, V, vectors.a[g])
-        out[r] = model(X[g])
+        lam = coef[g, c].to(device)  # (R, K)
+        W = vectors.W0[g].to(device) + torch.einsum("rk,rkij->rij", lam, vectors.dW[g].to(device))
+        V = vectors.V0[g].to(device) + torch.einsum("rk,rkij->rij", lam, vectors.dV[g].to(device))
+        model = OneLayerTransformer.from_weights(W, V, vectors.a[g].to(device))
+        out[r] = model(X[g.to(device)]).cpu()
     return out.view(G, C, n)
 
 
@@ -265,6 +275,7 @@ def evaluate_merged(
     generator: torch.Generator,
     max_bytes: int = DEFAULT_MAX_BYTES,
     batched: bool = True,
+    device: str | torch.device = "cpu",
 ) -> MergedEvaluation:
     """Hinge error and accuracy of Psi0_g + sum_k lam_{c,k} dPsi_{g,k} on n fresh samples of each tasks[g][e].
 
@@ -282,7 +293,7 @@ def evaluate_merged(
     X, y = stack_tasks([t for row in tasks for t in row]).sample(n, generator)  # (G*E, n, P, d), (G*E, n)
     X = X.view(G, E * n, *X.shape[2:])
     y = y.view(G, E, n)
-    out = merged_outputs(vectors, coefficients, X, max_bytes=max_bytes, batched=batched)
+    out = merged_outputs(vectors, coefficients, X, max_bytes=max_bytes, batched=batched, device=device)
     out = out.view(G, -1, E, n)
     yy = y[:, None]
     return MergedEvaluation(
@@ -333,6 +344,7 @@ def arithmetic_sweep(
     sample_seed: int = 0,
     batched: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    device: str | torch.device = "cpu",
 ) -> ArithmeticSweep:
     """Fine-tune T1 and T2(alpha) from Psi0(seed), then evaluate Psi0 + dPsi_T1 + lam dPsi_T2 on both tasks.
 
@@ -347,7 +359,7 @@ def arithmetic_sweep(
     seeds = [int(s) for s in _check_grid("seeds", seeds)]
     if n_eval < 1:
         raise ValueError(f"n_eval={n_eval}: expected at least one evaluation sample per task")
-    A, S = len(alphas), len(seeds)
+    device = resolve_device(device)
     pairs = {(s, a): task_pair(a, **setting.data(), seed=s) for s in seeds for a in alphas}
     task_rows = [[pairs[s, alphas[0]][0]] + [pairs[s, a][1] for a in alphas] for s in seeds]
     vectors, history = finetune_tasks(
@@ -356,7 +368,31 @@ def arithmetic_sweep(
         **setting.training(),
         generator=torch.Generator().manual_seed(sample_seed),
         batched=batched,
+        device=device,
     )
+    return _evaluate_pairs(
+        setting, vectors, history, pairs, alphas, lams, seeds,
+        n_eval=n_eval, sample_seed=sample_seed, batched=batched, max_bytes=max_bytes, device=device,
+    )
+
+
+def _evaluate_pairs(
+    setting: Setting,
+    vectors: TaskVectors,
+    history: History,
+    pairs: dict[tuple[int, float], tuple[Task, Task]],
+    alphas: list[float],
+    lams: list[float],
+    seeds: list[int],
+    *,
+    n_eval: int,
+    sample_seed: int,
+    batched: bool,
+    max_bytes: int,
+    device: torch.device,
+) -> ArithmeticSweep:
+    """The evaluation half of arithmetic_sweep: Psi0 + dPsi_T1 + lam dPsi_T2, Psi0, Psi*_T1, Psi*_T2 on both tasks."""
+    A, S, L = len(alphas), len(seeds), len(lams)
     # evaluation groups (seed, alpha), seed-major, each with task vectors (T1, T2(alpha))
     groups = [i for i in range(S) for _ in range(A)]
     pair_index = [[0, 1 + j] for _ in range(S) for j in range(A)]
@@ -365,10 +401,9 @@ def arithmetic_sweep(
     coef = torch.tensor([(1.0, lam) for lam in lams] + refs)
     eval_tasks = [list(pairs[seeds[i], alphas[j]]) for i in range(S) for j in range(A)]
     ev = evaluate_merged(
-        per_pair, coef, eval_tasks, n=n_eval,
-        generator=torch.Generator().manual_seed(sample_seed + 1), max_bytes=max_bytes, batched=batched,
+        per_pair, coef, eval_tasks, n=n_eval, generator=torch.Generator().manual_seed(sample_seed + 1),
+        max_bytes=max_bytes, batched=batched, device=device,
     )
-    L = len(lams)
     err = ev.error.view(S, A, L + 3, 2).numpy()
     acc = ev.accuracy.view(S, A, L + 3, 2).numpy()
     task_names = ["T1", "T2"]
@@ -414,6 +449,7 @@ def reevaluate_sweep(
     sample_seed: int = 0,
     batched: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    device: str | torch.device = "cpu",
 ) -> ArithmeticSweep:
     """The sweep's curves, references and alpha-hat recomputed with other task vectors (e.g. low-rank or pruned ones).
 
@@ -424,7 +460,7 @@ def reevaluate_sweep(
     alphas = _first_seen(sweep.curves["alpha"])
     seeds = _first_seen(sweep.curves["seed"])
     lams = _first_seen(sweep.curves["lam"])
-    A, S, L = len(alphas), len(seeds), len(lams)
+    A, S = len(alphas), len(seeds)
     if (vectors.groups, vectors.tasks) != (S, 1 + A):
         raise ValueError(
             f"vectors has {vectors.groups} groups of {vectors.tasks} tasks: expected {S} (seeds) of {1 + A} (T1 and one T2 per alpha)"
@@ -433,33 +469,10 @@ def reevaluate_sweep(
         raise ValueError(f"n_eval={n_eval}: expected at least one evaluation sample per task")
     setting = sweep.setting
     pairs = {(s, a): task_pair(a, **setting.data(), seed=s) for s in seeds for a in alphas}
-    per_pair = vectors.take([i for i in range(S) for _ in range(A)], [[0, 1 + j] for _ in range(S) for j in range(A)])
-    coef = torch.tensor([(1.0, lam) for lam in lams] + [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)])
-    eval_tasks = [list(pairs[seeds[i], alphas[j]]) for i in range(S) for j in range(A)]
-    ev = evaluate_merged(
-        per_pair, coef, eval_tasks, n=n_eval,
-        generator=torch.Generator().manual_seed(sample_seed + 1), max_bytes=max_bytes, batched=batched,
+    return _evaluate_pairs(
+        setting, vectors, sweep.history, pairs, alphas, lams, seeds,
+        n_eval=n_eval, sample_seed=sample_seed, batched=batched, max_bytes=max_bytes, device=resolve_device(device),
     )
-    err = ev.error.view(S, A, L + 3, 2).numpy()
-    acc = ev.accuracy.view(S, A, L + 3, 2).numpy()
-    names = ["T1", "T2"]
-    curves = pd.DataFrame(
-        [(alphas[j], seeds[i], lams[c], names[e], float(err[i, j, c, e]), float(acc[i, j, c, e]))
-         for j in range(A) for i in range(S) for c in range(L) for e in range(2)],
-        columns=["alpha", "seed", "lam", "task", "error", "accuracy"],
-    )
-    refs = ["base", "T1", "T2"]
-    references = pd.DataFrame(
-        [(alphas[j], seeds[i], refs[r], names[e], float(err[i, j, L + r, e]), float(acc[i, j, L + r, e]))
-         for j in range(A) for i in range(S) for r in range(3) for e in range(2)],
-        columns=["alpha", "seed", "model", "task", "error", "accuracy"],
-    )
-    cos = output_cosine(ev.outputs[:, L + 1].flatten(1), ev.outputs[:, L + 2].flatten(1)).view(S, A).numpy()
-    alpha_hat = pd.DataFrame(
-        [(alphas[j], seeds[i], float(cos[i, j])) for j in range(A) for i in range(S)],
-        columns=["alpha", "seed", "alpha_hat"],
-    )
-    return ArithmeticSweep(setting, curves, references, alpha_hat, vectors, sweep.history)
 
 
 @dataclass(frozen=True)
@@ -506,8 +519,9 @@ def evaluate_out_of_domain(
     *,
     n_eval: int = 500,
     sample_seed: int = 0,
-    max_bytes: int = 2**25,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     history: History | None = None,
+    device: str | torch.device = "cpu",
 ) -> OutOfDomainSweep:
     """Hinge error and accuracy on T'(gamma) of Psi0 + lam1 dPsi_T1 + lam2 dPsi_T2 for every grid point, gamma and seed.
 
@@ -532,7 +546,7 @@ def evaluate_out_of_domain(
     coef = torch.tensor([(a, b, 0.0) for a in lams1 for b in lams2] + refs)
     ev = evaluate_merged(
         per_group, coef, [[targets[s, j]] for s in seeds for j in range(J)], n=n_eval,
-        generator=torch.Generator().manual_seed(sample_seed + 1), max_bytes=max_bytes,
+        generator=torch.Generator().manual_seed(sample_seed + 1), max_bytes=max_bytes, device=device,
     )
     err = ev.error[..., 0].view(S, J, -1).numpy()
     acc = ev.accuracy[..., 0].view(S, J, -1).numpy()
@@ -558,7 +572,8 @@ def out_of_domain_sweep(
     *,
     n_eval: int = 500,
     sample_seed: int = 0,
-    max_bytes: int = 2**25,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    device: str | torch.device = "cpu",
 ) -> OutOfDomainSweep:
     """Fine-tune T1, T2 and every T'(gamma) from Psi0(seed) in one batched run, then evaluate_out_of_domain.
 
@@ -575,9 +590,10 @@ def out_of_domain_sweep(
         sources, _ = out_of_domain_tasks(gammas[0], **setting.data(), seed=s)
         rows.append(list(sources) + [out_of_domain_tasks(gm, **setting.data(), seed=s)[1] for gm in gammas])
     vectors, history = finetune_tasks(
-        bases_for_seeds(setting, seeds), rows, **setting.training(), generator=torch.Generator().manual_seed(sample_seed)
+        bases_for_seeds(setting, seeds), rows, **setting.training(),
+        generator=torch.Generator().manual_seed(sample_seed), device=device,
     )
     return evaluate_out_of_domain(
         setting, vectors, gammas, lams1, lams2, seeds,
-        n_eval=n_eval, sample_seed=sample_seed, max_bytes=max_bytes, history=history,
+        n_eval=n_eval, sample_seed=sample_seed, max_bytes=max_bytes, history=history, device=device,
     )

@@ -41,6 +41,8 @@ def finetune(
     `task` is a single task, shared by all replicas, or a stack of exactly R tasks, one per replica.
     `lr` is one step size for all replicas or a tensor of R step sizes, one per replica.
     The fixed output layer a is never updated; `model` itself is left unchanged.
+    Training runs on the model's device; samples are drawn on the CPU (`generator` is a CPU
+    generator), so a seed gives the same sample stream on any device.
     """
     R = model.replicas
     lrs = torch.as_tensor(lr, dtype=torch.float32).reshape(-1)
@@ -56,10 +58,13 @@ def finetune(
         raise ValueError(f"task has d={task.d} but the model has d={model.d}")
     tuned = copy.deepcopy(model)
     params = [p for p in tuned.parameters() if p.requires_grad]
-    loss_log = torch.empty(steps, R)
-    acc_log = torch.empty(steps, R)
+    device = tuned.a.device
+    lrs = lrs.to(device)
+    loss_log = torch.empty(steps, R, device=device)
+    acc_log = torch.empty(steps, R, device=device)
     for t in range(steps):
         X, y = task.sample(batch_size, generator)
+        X, y = X.to(device), y.to(device)
         out = tuned(X)
         if y.ndim == 1:
             y = y.expand(R, -1)
@@ -72,7 +77,7 @@ def finetune(
                 p.sub_(lrs.view(R, *[1] * (p.ndim - 1)) * g)
             loss_log[t] = per_replica.detach()
             acc_log[t] = (torch.sign(out) == y).float().mean(-1)
-    return tuned, History(loss=loss_log, accuracy=acc_log)
+    return tuned, History(loss=loss_log.cpu(), accuracy=acc_log.cpu())
 
 
 def steps_to_reach(loss: Tensor, level: float, window: int = 10) -> Tensor:
