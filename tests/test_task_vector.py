@@ -423,3 +423,14 @@ def test_from_peft_matches_merge_and_unload(extras):
     torch.testing.assert_close(logits(model), lora_logits, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="adapter_name='missing'"):
         TaskVector.from_peft(peft.get_peft_model(copy.deepcopy(base), cfg), adapter_name="missing")
+
+
+def test_float64_weights_keep_float64_deltas():
+    """float32 arithmetic is the floor, not a cap: float64 models are not rounded to float32."""
+    base = {"w": torch.randn(3, 3, dtype=torch.float64)}
+    tuned = {"w": base["w"] + 1e-12}
+    tv = TaskVector.from_models(base, tuned)
+    assert tv.deltas["w"].dtype == torch.float64
+    assert torch.equal(tv.apply_to(base, 1.0)["w"], base["w"] + tv.deltas["w"])
+    half = TaskVector.from_models({"w": base["w"].half()}, {"w": tuned["w"].half()})
+    assert half.deltas["w"].dtype == torch.float32

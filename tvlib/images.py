@@ -34,13 +34,13 @@ class DigitSplit:
 
 
 def load_digit_images() -> DigitSplit:
-    """All 1797 handwritten digits of scikit-learn, gray levels scaled from 0..16 to [0, 1]."""
+    """All 1797 handwritten digits of scikit-learn, gray levels scaled from 0..16 to [0, 1] (default dtype)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("the image experiment needs scikit-learn: pip install scikit-learn") from err
     data = load_digits()
-    images = torch.as_tensor(data.images, dtype=torch.float32) / 16.0
+    images = torch.as_tensor(data.images, dtype=torch.get_default_dtype()) / 16.0
     return DigitSplit(images=images, digits=torch.as_tensor(data.target, dtype=torch.long))
 
 

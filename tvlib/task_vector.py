@@ -1,8 +1,8 @@
 """Task vectors on any state dict: dPsi_T = Psi*_T - Psi0 (Def. 1) and Psi = Psi0 + sum_i lam_i dPsi_i (eq. 2).
 
 Conventions:
-- Deltas are float32 tensors on the device of the inputs; results written back take the dtype and
-  device of the tensor they replace (a bf16 base gives a bf16 result).
+- Deltas are float32 tensors (float64 for float64 weights) on the device of the inputs; results
+  written back take the dtype and device of the tensor they replace (a bf16 base gives a bf16 result).
 - Keys and shapes are checked strictly by default; a mismatch raises StateDictMismatch listing it.
 - Non-float tensors (int buffers, bool masks) are never part of a vector: apply keeps the base's value.
 - Given Modules, registered buffers are left out unless buffers="include". Given plain state dicts,
@@ -66,6 +66,11 @@ def _mismatch(diff: Mapping[str, str], names: tuple[str, str]) -> StateDictMisma
     return StateDictMismatch("\n".join([head, *lines]))
 
 
+def _wide(t: Tensor) -> Tensor:
+    """t detached in the dtype task-vector arithmetic uses: float32, or float64 for float64 tensors."""
+    return t.detach().to(torch.promote_types(t.dtype, torch.float32))
+
+
 def _storage(t: Tensor) -> tuple | None:
     """What identifies the memory a tensor views (None for empty tensors)."""
     if t.numel() == 0 or t.device.type == "meta":
@@ -110,7 +115,7 @@ class TaskVector:
             if not isinstance(v, Tensor) or not v.is_floating_point():
                 what = getattr(v, "dtype", type(v).__name__)
                 raise TypeError(f"deltas[{k!r}] is {what}: expected a floating-point tensor")
-            self.deltas[k] = v.detach().float()
+            self.deltas[k] = _wide(v)
         self.aliases: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (aliases or {}).items()}
         unknown = [k for k in self.aliases if k not in self.deltas]
         if unknown:
@@ -157,7 +162,7 @@ class TaskVector:
                 skipped[k] = f"non-float dtype {p.dtype} / {ft[k].dtype}"
                 bad.append(f"{k} ({p.dtype})")
             else:
-                deltas[k] = ft[k].detach().to(p.device, torch.float32) - p.detach().float()
+                deltas[k] = _wide(ft[k].detach().to(p.device)) - _wide(p)
         if bad and non_float == "error":
             raise ValueError(f"non_float='error' and these tensors are not floating point: {', '.join(bad)}")
         return cls(deltas, aliases={k: v for k, v in aliases.items() if k in deltas}, skipped=skipped)
@@ -182,15 +187,15 @@ class TaskVector:
                     delta = module.get_delta_weight(adapter_name)
                     if delta.shape != weight.shape:
                         raise ValueError(f"{name}: delta {tuple(delta.shape)} vs weight {tuple(weight.shape)}")
-                    deltas[f"{name}.weight"] = delta.float()
+                    deltas[f"{name}.weight"] = _wide(delta)
                     if module.lora_bias.get(adapter_name, False):
                         bias = module.lora_B[adapter_name].bias
-                        deltas[f"{name}.bias"] = bias.float() * module.scaling[adapter_name]
+                        deltas[f"{name}.bias"] = _wide(bias) * module.scaling[adapter_name]
                 elif isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
                     original = module.original_module.state_dict()
                     for p, t in module.modules_to_save[adapter_name].state_dict().items():
                         if t.is_floating_point():
-                            deltas[f"{name}.{p}"] = t.float() - original[p].float()
+                            deltas[f"{name}.{p}"] = _wide(t) - _wide(original[p])
         if not deltas:
             known = list(getattr(peft_model, "peft_config", {}))
             raise ValueError(f"adapter_name={adapter_name!r}: no LoRA layer holds it (adapters: {known})")
@@ -295,7 +300,7 @@ class TaskVector:
         out: dict[str, Tensor] = {}
         for k, t in sd.items():
             if k in self.deltas:
-                new = (t.detach().float() + c * self.deltas[k].to(t.device)).to(t.dtype)
+                new = (_wide(t) + c * self.deltas[k].to(t.device)).to(t.dtype)
                 for name in (k, *self.aliases.get(k, ())):
                     out[name] = new
             elif k not in out:
@@ -330,7 +335,7 @@ class TaskVector:
                 plan.append((targets[name], src.get(name, src[k]), d))
         with torch.no_grad():
             for t, b, d in plan:
-                t.copy_(b.detach().to(t.device).float() + c * d.to(t.device))
+                t.copy_(_wide(b.detach().to(t.device)) + c * d.to(t.device))
         return module
 
     # ------------------------------------------------------------------ container protocol and I/O

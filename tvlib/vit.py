@@ -286,7 +286,7 @@ def merged_logits(
 
     The state dicts of `chunk` merged models at a time are stacked and run together with torch.func.vmap.
     """
-    lams = torch.as_tensor(np.asarray(lams, dtype=np.float32))
+    lams = torch.as_tensor(np.asarray(lams, dtype=np.float64), dtype=torch.get_default_dtype())
     if lams.ndim != 2 or lams.shape[1] != len(vectors):
         raise ValueError(f"lams has shape {tuple(lams.shape)}: expected (K, {len(vectors)}), one row per merged model")
     own = _params(model, base)
