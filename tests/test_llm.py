@@ -17,14 +17,6 @@ TINY = dict(n_sentences=40, vocab_size=320, hidden_size=32, num_layers=1, num_he
             progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Models this small train fastest on one thread, the more so on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ---------------------------------------------------------------- text generator
 

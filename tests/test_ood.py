@@ -20,14 +20,6 @@ S = Setting()
 FAST = S.replace(steps=15, batch_size=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batched ops run several times faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_ood_condition_by_hand():
     region = ood_condition([0.0, 2.0, 3.0], [-1.0, 0.0, 2.0], (0.8, 0.6), beta=0.1, c=0.25)

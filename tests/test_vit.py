@@ -26,14 +26,6 @@ from tvlib.vit import (
 SMALL = dict(patch_size=4, dim=16, depth=1, heads=2, mlp_dim=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: these tiny models run fastest so on a shared CPU, and the numbers are fixed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def splits():

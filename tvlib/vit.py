@@ -339,11 +339,7 @@ def merged_accuracy(
     chunk: int = 16,
 ) -> np.ndarray:
     """Accuracy (K, len(data)) of the K merged models merge(base, vectors, lams[k]) on each (X, y) of `data`."""
-    cols = [
-        (merged_logits(model, base, vectors, lams, X, chunk=chunk).argmax(-1) == y.cpu()).float().mean(-1).numpy()
-        for X, y in data
-    ]
-    return np.stack(cols, axis=-1)
+    return merged_metrics(model, base, vectors, lams, data, chunk=chunk)["accuracy"]
 
 
 def alpha_hat(model: nn.Module, first: StateDict, second: StateDict, X: Tensor) -> float:
