@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import tempfile
 from typing import Mapping, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+
+from .io import atomic_path
 
 __all__ = ["StateDictMismatch", "TaskVector", "merge"]
 
@@ -363,16 +364,9 @@ class TaskVector:
         """Write the deltas, aliases and skipped keys to a safetensors file, atomically."""
         from safetensors.torch import save_file
 
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
         meta = {"order": list(self.deltas), "aliases": self.aliases, "skipped": self.skipped}
-        try:
-            save_file({k: v.contiguous() for k, v in self.deltas.items()}, tmp, metadata={"tvlib": json.dumps(meta)})
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_path(path, suffix=".safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in self.deltas.items()}, str(tmp), metadata={"tvlib": json.dumps(meta)})
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "TaskVector":
