@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvlib.images import ColorParityTask, digit_splits, pretraining_data
-from tvlib.vit import ViT, accuracy, alpha_hat, finetune_tasks, lam_curves, merged_metrics, train, with_parity_head
+from tvlib.images.data import ColorParityTask, digit_splits, pretraining_data
+from tvlib.images.vit import ViT, accuracy, alpha_hat, finetune_vits, lam_curves, merged_metrics, train, with_parity_head
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def pipeline() -> None:
     psi0 = with_parity_head(pre, seed=0)
     base = {k: v.detach() for k, v in psi0.state_dict().items()}
     with t("fine-tuning"):
-        vectors = dict(zip(TASKS, finetune_tasks(psi0, list(TASKS.values()), train_split, seeds=SEEDS, **FT)))
+        vectors = dict(zip(TASKS, finetune_vits(psi0, list(TASKS.values()), train_split, seeds=SEEDS, **FT)))
     test = {name: task.data(test_split, seed=100) for name, task in TASKS.items()}
     with t("figure 1 curves"):
         curves = {

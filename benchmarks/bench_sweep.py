@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from tvlib.setting import Setting
-from tvlib.sweep import arithmetic_sweep
+from tvlib.toy.setting import Setting
+from tvlib.toy.sweeps import arithmetic_sweep
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import torch  # noqa: E402
 
-from tvlib import llm  # noqa: E402
+from tvlib import lm as llm  # noqa: E402
 
 
 def parse() -> tuple[dict, list[int], int | None]:
@@ -61,7 +61,7 @@ def main() -> None:
     if threads:
         torch.set_num_threads(threads)
     for seed in seeds:
-        p = llm.validate_params(**{"progress": False, **kw, "seed": seed})
+        p = llm.UnlearningParams(**{"progress": False, **kw, "seed": seed})
         t0, c0 = time.perf_counter(), time.process_time()
         res = llm.run_unlearning(p)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .evaluation import hinge, output_cosine
-from .images import ColorParityTask, DigitSplit
-from .task_vector import TaskVector, merge
+from ..metrics import hinge, output_cosine
+from ..vectors.device import resolve_device
+from ..vectors.task_vector import TaskVector, merge
+from .data import ColorParityTask, DigitSplit
 
 __all__ = [
     "ViT",
@@ -30,9 +31,8 @@ __all__ = [
     "merged_accuracy",
     "alpha_hat",
     "train_many",
-    "finetune_tasks",
+    "finetune_vits",
     "lam_curves",
-    "best_lams",
     "parity_error",
     "merged_metrics",
 ]
@@ -193,6 +193,7 @@ def train_many(
     if int(y.max()) >= model.n_classes or int(y.min()) < 0:
         raise ValueError(f"labels span {int(y.min())}..{int(y.max())}: the model has {model.n_classes} classes")
     loss_fn = _LOSSES[loss]
+    device = resolve_device(device)
     model = copy.deepcopy(model).to(device)  # frozen parameters (requires_grad False) are read from it
     params = {
         k: p.detach().unsqueeze(0).repeat(R, *[1] * p.ndim).requires_grad_()
@@ -237,6 +238,7 @@ def train(
     """A trained copy of `model` (one run of train_many) and its per-step loss; `model` is unchanged."""
     if len(X) != len(y):
         raise ValueError(f"X has {len(X)} images and y {len(y)} labels: expected the same number")
+    device = resolve_device(device)
     params, losses = train_many(model, X[None], y[None], seeds=[seed], epochs=epochs, batch_size=batch_size,
                                 lr=lr, weight_decay=weight_decay, loss=loss, device=device)
     tuned = copy.deepcopy(model).to(device)
@@ -352,7 +354,7 @@ def alpha_hat(model: nn.Module, first: StateDict, second: StateDict, X: Tensor) 
 # ---------------------------------------------------------------- the experiment of Section 6
 
 
-def finetune_tasks(
+def finetune_vits(
     base: ViT,
     tasks: Sequence[ColorParityTask],
     split: DigitSplit,
@@ -395,27 +397,3 @@ def lam_curves(
     rows = np.stack([np.ones(len(lams)), np.asarray(lams, dtype=float)], axis=1)
     runs = [merged_metrics(model, base, [v1, v2], rows, data, chunk=chunk) for v1, v2 in zip(first, second)]
     return {key: np.stack([r[key] for r in runs]) for key in ("accuracy", "error")}
-
-
-def best_lams(lams: Sequence[float], acc: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
-    """Best lam for addition (max mean of T1 and T2 accuracy, lam >= 0) and negation (max T1 - T2, lam <= 0).
-
-    `acc` is (seeds, len(lams), 2) with T1 and T2 accuracy; lam is chosen on the seed-mean curves, ties
-    going to the smallest |lam|. Returns {"addition": (lam, acc[:, k]), "negation": (lam, acc[:, k])}.
-    """
-    lams = np.asarray(lams, dtype=float)
-    acc = np.asarray(acc)
-    if acc.ndim != 3 or acc.shape[1:] != (len(lams), 2):
-        raise ValueError(f"acc has shape {acc.shape}: expected (seeds, {len(lams)}, 2)")
-    mean = acc.mean(0)
-    out = {}
-    for name, score, allowed in (
-        ("addition", mean.mean(-1), lams >= -1e-9),
-        ("negation", mean[:, 0] - mean[:, 1], lams <= 1e-9),
-    ):
-        if not allowed.any():
-            raise ValueError(f"lams has no value allowed for {name}: expected some lam on the right side of 0")
-        top = allowed & (score >= score[allowed].max() - 1e-9)
-        k = int(np.flatnonzero(top)[np.argmin(np.abs(lams[top]))])
-        out[name] = (float(lams[k]), acc[:, k])
-    return out

@@ -1,42 +1,18 @@
-"""The sizes and fine-tuning hyperparameters used throughout the book, in one place, and the device rule."""
+"""The sizes and fine-tuning hyperparameters of the toy model used throughout the book, in one place."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
-import torch
+from ..params import Params, integer, positive
+from .data import _check_fractions
 
-__all__ = ["Setting", "resolve_device"]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> this process's GPU if one is available (its LOCAL_RANK under torchrun), else the CPU.
-
-    "cpu", "cuda" and "cuda:N" (or a torch.device) are taken as they are; asking for a GPU that
-    is not there is an error, not a silent fall-back to the CPU.
-    """
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but no CUDA GPU is available: expected 'cpu' or 'auto'")
-        index = int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else device.split(":", 1)[1]
-        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r}: expected cuda:N with N < {torch.cuda.device_count()}")
-        return torch.device("cuda", int(index))
-    raise ValueError(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+__all__ = ["Setting"]
 
 
 @dataclass(frozen=True)
-class Setting:
+class Setting(Params):
     """Sizes of the data and model (Def. 2, eq. 4) and the SGD hyperparameters of Section 4.
 
     The paper fixes none of these numbers; the defaults are small enough for a 2-core CPU
@@ -66,8 +42,17 @@ class Setting:
         """Keyword arguments for tvlib.model.OneLayerTransformer."""
         return dict(d=self.d, m=self.m, v_std=self.v_std)
 
-    def replace(self, **changes: Any) -> "Setting":
-        return replace(self, **changes)
+    def check(self) -> None:
+        for name in ("d", "M", "P", "m", "batch_size"):
+            integer(name, getattr(self, name))
+        integer("steps", self.steps, lo=0)
+        positive("lr", self.lr)
+        positive("v_std", self.v_std, zero=True)
+        if self.M >= self.d:
+            raise ValueError(f"M={self.M} irrelevant patterns in d={self.d} dimensions: expected M < d "
+                             "(the patterns are orthonormal, and the task patterns need room too)")
+        _check_fractions(self.delta_star, self.delta_hash)
 
-    def asdict(self) -> dict[str, Any]:
-        return asdict(self)
+    def setting(self) -> "Setting":
+        """The Setting part of a chapter's parameters (a Setting subclass) as a plain Setting."""
+        return Setting(**{f.name: getattr(self, f.name) for f in fields(Setting)})

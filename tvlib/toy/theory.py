@@ -23,6 +23,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ..rules import GOALS, best_lambda
+
 __all__ = [
     "addition_threshold",
     "negation_bounds",
@@ -41,6 +43,7 @@ __all__ = [
     "worst_task",
     "beta_hat",
     "best_lambdas",
+    "ood_condition",
 ]
 
 
@@ -354,10 +357,10 @@ def beta_hat(
 
 
 def best_lambdas(curves: pd.DataFrame, alphas: Sequence[float]) -> pd.DataFrame:
-    """Table 1 on a sweep: per alpha, the lam maximising the seed-mean accuracy criterion, ties to the smallest |lam|.
+    """Table 1 on a sweep: per alpha and goal, tvlib.rules.best_lambda on the seed-mean accuracy curves.
 
-    Addition (lam >= 0): mean of T1 and T2 accuracy. Negation (lam <= 0): T1 accuracy minus T2 accuracy.
-    Reports the seed-mean accuracy and hinge error of both tasks at that lam.
+    Addition picks lam > 0, negation lam < 0. Reports the seed-mean accuracy and hinge error of both
+    tasks at that lam.
     """
     mean = curves.groupby(["alpha", "lam", "task"])[["accuracy", "error"]].mean().unstack("task")
     rows = []
@@ -367,19 +370,15 @@ def best_lambdas(curves: pd.DataFrame, alphas: Sequence[float]) -> pd.DataFrame:
             raise ValueError(f"alpha={alpha} is not in the sweep: expected one of {sorted(curves['alpha'].unique())}")
         m = m.droplevel("alpha")
         acc1, acc2 = m[("accuracy", "T1")], m[("accuracy", "T2")]
-        for goal, score, side in (("add", (acc1 + acc2) / 2, m.index >= 0), ("negate", acc1 - acc2, m.index <= 0)):
-            s = score[side]
-            top = s[s >= s.max() - 1e-9]
-            lam = float(top.index[np.argmin(np.abs(top.index.to_numpy()))])
-            rows.append((alpha, goal, lam, float(acc1[lam]), float(acc2[lam]),
-                         float(m.loc[lam, ("error", "T1")]), float(m.loc[lam, ("error", "T2")])))
+        for goal in GOALS:
+            k = best_lambda(m.index.to_numpy(), acc1.to_numpy(), acc2.to_numpy(), goal)
+            lam = float(m.index[k])
+            rows.append((alpha, goal, lam, float(acc1.iloc[k]), float(acc2.iloc[k]),
+                         float(m[("error", "T1")].iloc[k]), float(m[("error", "T2")].iloc[k])))
     return pd.DataFrame(rows, columns=["alpha", "goal", "lam", "acc_T1", "acc_T2", "error_T1", "error_T2"])
 
 
 # ---------------------------------------------------------------- Theorem 3 (out-of-domain)
-
-__all__ += ["ood_condition"]
-
 
 def ood_condition(
     lams1: Sequence[float], lams2: Sequence[float], gammas: Sequence[float], *, beta: float, c: float

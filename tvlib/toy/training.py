@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..metrics import hinge
 from .data import Task
-from .evaluation import hinge
 from .model import OneLayerTransformer
 
 __all__ = ["History", "finetune", "steps_to_reach"]

@@ -1,0 +1,7 @@
+"""The paper's one-layer Transformer and its experiments (Theorems 1-3, Corollaries 1-2).
+
+setting (the book's sizes), data (tasks of Def. 2), model (eq. 4, batched over replicas), training
+(SGD on the hinge loss), evaluation (error and accuracy), grid (batched task vectors: fine-tune many,
+evaluate many merged models), sweeps (the experiments of Theorems 1-3), sparsity (the merge methods
+of tvlib.vectors on toy task vectors), theory (the theorems' predictions and estimates), plots.
+"""
