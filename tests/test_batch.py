@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from tvlib import batch
+from tvlib.batch import results as collect_mod
 from tvlib.batch import BatchError, Grid, main, plan, run_batch
 
 DATA = Path(__file__).parent / "data"
@@ -264,8 +265,10 @@ def test_two_shards_run_the_grid_exactly_once(tmp_path):
 
 
 def test_runner_passes_cuda_when_available_and_keeps_the_run_key(tmp_path, monkeypatch):
-    real = batch._environment
-    monkeypatch.setattr(batch, "_environment", lambda cwd: {**real(cwd), "cuda": True, "device": "Fake GPU"})
+    from tvlib.batch import runner
+
+    real = runner._environment
+    monkeypatch.setattr(runner, "_environment", lambda cwd: {**real(cwd), "cuda": True, "device": "Fake GPU"})
     out = tmp_path / "runs"
     result = run_batch(TINY, {"sweep": {"x": [1]}}, out, progress=False, echo=quiet)
     (m,) = run_folders(out).values()
@@ -301,7 +304,7 @@ def test_parameters_include_tuple_assignments():
      ("'text'", None), ("[1, 2]", None), ("array([1., 2.])", None)],
 )
 def test_glued_scalars_are_parsed(text, value):
-    got = batch._parse_scalar(text)
+    got = collect_mod._parse_scalar(text)
     assert (got is None and value is None) or (math.isnan(value) and math.isnan(got)) or got == value
 
 

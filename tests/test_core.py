@@ -7,11 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvlib.data import Task, orthonormal_patterns, out_of_domain_tasks, stack_tasks, task_pair
-from tvlib.evaluation import evaluate, hinge, output_cosine
-from tvlib.model import OneLayerTransformer
-from tvlib.setting import Setting
-from tvlib.training import finetune
+from tvlib.toy.data import Task, orthonormal_patterns, out_of_domain_tasks, stack_tasks, task_pair
+from tvlib.metrics import hinge, output_cosine
+from tvlib.toy.evaluation import evaluate
+from tvlib.toy.model import OneLayerTransformer
+from tvlib.toy.setting import Setting
+from tvlib.toy.training import finetune
 
 S = Setting()
 
@@ -240,7 +241,7 @@ def test_per_replica_learning_rates_equal_separate_runs():
 
 
 def test_steps_to_reach():
-    from tvlib.training import steps_to_reach
+    from tvlib.toy.training import steps_to_reach
 
     loss = torch.tensor([[1.0, 1.0], [0.5, 1.0], [0.1, 1.0], [0.1, 1.0]])
     out = steps_to_reach(loss, 0.4, window=2)

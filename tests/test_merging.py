@@ -9,18 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tvlib.merging import (
+from tvlib.toy.sparsity import join_task_vectors, split_task_vectors
+from tvlib.vectors.methods import (
     density,
-    join_task_vectors,
     magnitude_prune,
     merge_vectors,
     prune_rows,
-    split_task_vectors,
     dare,
     ties_merge,
 )
-from tvlib.sweep import TaskVectors
-from tvlib.task_vector import StateDictMismatch, TaskVector, merge
+from tvlib.toy.grid import VectorGrid
+from tvlib.vectors import StateDictMismatch, TaskVector, merge
 
 
 def g(seed: int = 0) -> torch.Generator:
@@ -198,7 +197,7 @@ def test_merge_vectors_dispatch():
 def test_split_and_join_toy_task_vectors():
     G, K, d, m = 2, 3, 4, 5
     gen = g(0)
-    vectors = TaskVectors(
+    vectors = VectorGrid(
         torch.randn(G, d, d, generator=gen), torch.randn(G, m, d, generator=gen), torch.randn(G, m, generator=gen),
         torch.randn(G, K, d, d, generator=gen), torch.randn(G, K, m, d, generator=gen),
     )
@@ -291,10 +290,10 @@ def test_phi_tied_weights_counted_once_by_global_top_k():
 
 
 def test_sparsity_sweep_on_fine_tuned_toy_vectors():
-    from tvlib.data import task_pair
-    from tvlib.merging import map_task_vectors, sparsity_sweep
-    from tvlib.setting import Setting
-    from tvlib.sweep import bases_for_seeds, evaluate_merged, finetune_tasks
+    from tvlib.toy.data import task_pair
+    from tvlib.toy.sparsity import map_task_vectors, sparsity_sweep
+    from tvlib.toy.setting import Setting
+    from tvlib.toy.grid import bases_for_seeds, evaluate_merged, finetune_tasks
 
     s = Setting().replace(steps=20, batch_size=16)
     pairs = [task_pair(0.0, **s.data(), seed=k) for k in (0, 1)]

@@ -5,16 +5,17 @@ import pandas as pd
 import pytest
 import torch
 
-from tvlib.merging import join_task_vectors, magnitude_prune, split_task_vectors
-from tvlib.setting import Setting
-from tvlib.sweep import (
-    TaskVectors,
+from tvlib.toy.sparsity import join_task_vectors, split_task_vectors
+from tvlib.vectors.methods import magnitude_prune
+from tvlib.toy.setting import Setting
+from tvlib.toy.grid import VectorGrid
+from tvlib.toy.sweeps import (
     arithmetic_sweep,
     evaluate_out_of_domain,
     out_of_domain_sweep,
     reevaluate_sweep,
 )
-from tvlib.theory import ood_condition
+from tvlib.toy.theory import ood_condition
 
 S = Setting()
 FAST = S.replace(steps=15, batch_size=16)
@@ -56,7 +57,7 @@ def test_ood_sweep_shapes_and_references(small):
 def test_ood_evaluation_is_deterministic_and_depends_on_vectors(small):
     again = evaluate_out_of_domain(FAST, small.vectors, small.gammas, small.lams1, small.lams2, small.seeds, n_eval=50)
     np.testing.assert_array_equal(again.error, small.error)
-    zero = TaskVectors(small.vectors.W0, small.vectors.V0, small.vectors.a,
+    zero = VectorGrid(small.vectors.W0, small.vectors.V0, small.vectors.a,
                        torch.zeros_like(small.vectors.dW), torch.zeros_like(small.vectors.dV))
     flat = evaluate_out_of_domain(FAST, zero, small.gammas, small.lams1, small.lams2, small.seeds, n_eval=50)
     assert np.allclose(flat.error, flat.error[..., :1, :1])  # every grid point is Psi0

@@ -4,18 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tvlib.data import task_pair
-from tvlib.evaluation import evaluate
-from tvlib.model import OneLayerTransformer
-from tvlib.setting import Setting
-from tvlib.sweep import (
-    TaskVectors,
-    arithmetic_sweep,
-    bases_for_seeds,
-    evaluate_merged,
-    finetune_tasks,
-    merged_outputs,
-)
+from tvlib.toy.data import task_pair
+from tvlib.toy.evaluation import evaluate
+from tvlib.toy.model import OneLayerTransformer
+from tvlib.toy.setting import Setting
+from tvlib.toy.grid import VectorGrid, bases_for_seeds, evaluate_merged, finetune_tasks, merged_outputs
+from tvlib.toy.sweeps import arithmetic_sweep
 
 S = Setting()
 FAST = S.replace(steps=15, batch_size=16)
@@ -181,7 +175,7 @@ def test_bad_inputs():
         arithmetic_sweep(FAST, [0.0], [0.0, 0.0], [0])
     with pytest.raises(ValueError, match="n_eval"):
         arithmetic_sweep(FAST, [0.0], [0.0], [0], n_eval=0)
-    vec = TaskVectors(
+    vec = VectorGrid(
         W0=torch.zeros(2, 4, 4), V0=torch.zeros(2, 3, 4), a=torch.ones(2, 3),
         dW=torch.zeros(2, 1, 4, 4), dV=torch.zeros(2, 1, 3, 4),
     )
@@ -190,7 +184,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="X has shape"):
         merged_outputs(vec, torch.ones(3, 1), torch.zeros(5, 2, 7))
     with pytest.raises(ValueError, match="dV"):
-        TaskVectors(W0=vec.W0, V0=vec.V0, a=vec.a, dW=vec.dW, dV=torch.zeros(2, 2, 3, 4))
+        VectorGrid(W0=vec.W0, V0=vec.V0, a=vec.a, dW=vec.dW, dV=torch.zeros(2, 2, 3, 4))
     with pytest.raises(ValueError, match="one row of tasks per base"):
         finetune_tasks(bases_for_seeds(FAST, [0]), [], **FAST.training(), generator=g())
 

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tvlib.data import task_pair
-from tvlib.model import OneLayerTransformer
-from tvlib.setting import Setting
-from tvlib.task_vector import StateDictMismatch, TaskVector, merge
-from tvlib.training import finetune
+from tvlib.toy.data import task_pair
+from tvlib.toy.model import OneLayerTransformer
+from tvlib.toy.setting import Setting
+from tvlib.vectors import StateDictMismatch, TaskVector, merge
+from tvlib.toy.training import finetune
 
 SHAPES = {"w": (5, 3), "b": (5,), "c": (2, 3, 4)}
 seeds = st.integers(0, 2**31 - 1)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tvlib import theory as th
+from tvlib.toy import theory as th
 
 LAMS = np.round(np.arange(-2.0, 3.01, 0.2), 2) + 0.0
 
@@ -144,7 +144,7 @@ def test_negation_summary_and_best_lambdas_on_a_linear_model():
     assert np.isnan(neg.loc[0.5, "region_lo_error"])  # aligned: forgetting T2 needs lam <= -0.41
     table = th.best_lambdas(curves, [-0.5, 0.0, 0.5]).set_index(["alpha", "goal"])
     assert table.loc[(0.0, "add"), "lam"] == 0.2  # smallest lam >= 0 with both signs right
-    assert table.loc[(0.0, "negate"), "lam"] == 0.0
+    assert table.loc[(0.0, "negate"), "lam"] == -0.2  # lam = 0 (no negation at all) is never chosen
     assert table.loc[(0.5, "negate"), "lam"] == -0.6  # T2 wrong (alpha + lam < 0), T1 right
     with pytest.raises(ValueError, match="not in the sweep"):
         th.best_lambdas(curves, [0.3])

@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from tvlib.images import ColorParityTask, colorize, digit_splits, load_digit_images, pretraining_data
-from tvlib.task_vector import TaskVector, merge
-from tvlib.vit import (
+from tvlib.images.data import ColorParityTask, colorize, digit_splits, load_digit_images, pretraining_data
+from tvlib.vectors import TaskVector, merge
+from tvlib.images.vit import (
     ViT,
     accuracy,
     alpha_hat,
-    best_lams,
-    finetune_tasks,
+    finetune_vits,
     lam_curves,
     logits,
     merged_accuracy,
@@ -244,7 +243,7 @@ def test_train_many_runs_independent_trainings(splits):
 def test_finetune_task_and_curves(splits):
     train_split, test_split = splits
     psi0 = with_parity_head(ViT(**SMALL, n_classes=10, seed=0), seed=0)
-    v1, v2 = finetune_tasks(psi0, [ColorParityTask(1.0, 0.0), ColorParityTask(0.0, 1.0)], train_split,
+    v1, v2 = finetune_vits(psi0, [ColorParityTask(1.0, 0.0), ColorParityTask(0.0, 1.0)], train_split,
                             seeds=[0, 1], epochs=1, batch_size=128, lr=3e-3)
     assert len(v1) == 2 and v1[0].norm() > 0 and abs(v1[0].cosine(v1[1])) < 1
     data = [ColorParityTask(1.0, 0.0).data(test_split, seed=9), ColorParityTask(0.0, 1.0).data(test_split, seed=9)]
@@ -253,25 +252,6 @@ def test_finetune_task_and_curves(splits):
     assert acc.shape == err.shape == (2, 3, 2) and ((0 <= acc) & (acc <= 1)).all() and (err >= 0).all()
     # lam = 0 is the model fine-tuned on T1 alone: it solves T1 and, colors being swapped, fails T2
     assert acc[:, 1, 0].min() > 0.9 and acc[:, 1, 1].max() < 0.1
-
-
-def test_best_lams_follow_their_definitions():
-    lams = [-1.0, -0.5, 0.0, 0.5, 1.0]
-    acc = np.zeros((2, 5, 2))
-    acc[:, :, 0] = [0.9, 0.95, 1.0, 0.9, 0.8]
-    acc[:, :, 1] = [0.0, 0.3, 0.5, 0.9, 0.95]
-    best = best_lams(lams, acc)
-    assert best["addition"][0] == 0.5  # mean 0.9 beats 0.875 at lam = 1
-    assert best["negation"][0] == -1.0  # 0.9 - 0.0
-    assert best["negation"][1].shape == (2, 2)
-    with pytest.raises(ValueError, match="shape"):
-        best_lams(lams, acc[:, :4])
-
-
-def test_best_lams_ties_go_to_the_smallest_lam():
-    acc = np.full((1, 3, 2), 0.5)
-    best = best_lams([-1.0, 0.0, 1.0], acc)
-    assert best["addition"][0] == 0.0 and best["negation"][0] == 0.0
 
 
 def test_parity_error_is_the_hinge_on_the_logit_difference():
