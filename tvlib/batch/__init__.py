@@ -6,9 +6,9 @@ scalar, and its figures), cli (the `tvlib-batch` command).
 """
 
 from .cli import main
-from .results import collect, plot_metric, scrape_metrics, write_figures
 from .grid import BatchError, Grid, load_grid, parse_shard
 from .notebooks import load_notebook, notebook_parameters
+from .results import collect, plot_metric, scrape_metrics, write_figures
 from .runner import BatchResult, Run, plan, run_batch, run_key
 
 __all__ = [

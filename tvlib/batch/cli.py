@@ -13,10 +13,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 from ..vectors.io import write_text
-from .results import collect, write_figures
 from .grid import (
     BatchError,
 )
+from .results import collect, write_figures
 from .runner import run_batch
 
 __all__ = ["main"]

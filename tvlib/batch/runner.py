@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 from ..vectors.io import write_json, write_text
-from .results import _finished, scrape_metrics
 from .grid import (
     LOG,
     MANIFEST,
@@ -63,6 +62,7 @@ from .notebooks import (
     load_notebook,
     notebook_parameters,
 )
+from .results import _finished, scrape_metrics
 
 __all__ = ["Run", "run_key", "plan", "BatchResult", "run_batch"]
 

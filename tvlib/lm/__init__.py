@@ -21,8 +21,24 @@ from .experiment import (
     sweep,
     train_base,
 )
-from .hf import PHI_LINEARS, chunk, finetune_full, finetune_lora, tiny_config, train_lm, train_tokenizer
-from .metrics import EvalSet, draw_prompts, mean_nll, negation_sweep, output_alpha_hat, relative_drop, rouge_l
+from .hf import (
+    PHI_LINEARS,
+    chunk,
+    finetune_full,
+    finetune_lora,
+    tiny_config,
+    train_lm,
+    train_tokenizer,
+)
+from .metrics import (
+    EvalSet,
+    draw_prompts,
+    mean_nll,
+    negation_sweep,
+    output_alpha_hat,
+    relative_drop,
+    rouge_l,
+)
 from .params import TEXTS, TINY, UnlearningParams
 from .texts import make_texts, ngram_overlap
 

@@ -1,4 +1,4 @@
-"""Plotting helpers shared by the chapters; each returns a matplotlib Figure and draws nothing else."""
+"""Figures of the toy-model chapters (setting, fine-tuning, addition, negation); each returns a Figure."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ..figures import _edges, band
 from .data import Task
 
 __all__ = [
-    "explorer",
-    "band",
     "token_labels",
     "plot_sequence",
     "plot_attention",
@@ -32,38 +31,6 @@ __all__ = [
     "plot_pattern_ratios",
     "plot_negation_parts",
 ]
-
-
-def explorer(plot_fn: Callable[..., Figure], **controls: Any) -> None:
-    """Show plot_fn(**defaults) as an ordinary figure, then the controls that redraw it in place.
-
-    `controls` are ipywidgets (e.g. FloatSlider) whose current values are passed to `plot_fn` by
-    name. The static site and headless runs show the figure at the controls' initial values; in a
-    live kernel moving a control replaces that figure.
-    """
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    def draw() -> Figure:
-        fig = plot_fn(**{name: c.value for name, c in controls.items()})
-        plt.close(fig)  # displayed through the handle only, never twice
-        return fig
-
-    handle = display(draw(), display_id=True)
-
-    def update(_: Any) -> None:
-        handle.update(draw())
-
-    for c in controls.values():
-        c.observe(update, names="value")
-    display(widgets.HBox(list(controls.values())))
-
-
-def band(ax: plt.Axes, x: np.ndarray, runs: np.ndarray, label: str | None = None, **kw: Any) -> None:
-    """Mean over the first axis of `runs` as a line, with a min-max band."""
-    runs = np.asarray(runs)
-    (line,) = ax.plot(x, runs.mean(0), label=label, **kw)
-    ax.fill_between(x, runs.min(0), runs.max(0), color=line.get_color(), alpha=0.2, lw=0)
 
 
 def token_labels(X: Tensor, y: float, task: Task) -> list[str]:
@@ -312,15 +279,6 @@ def plot_phase_diagram(
     return fig
 
 
-def _edges(x: np.ndarray) -> np.ndarray:
-    """Cell edges for pcolormesh around sorted centres x."""
-    x = np.asarray(x, dtype=float)
-    if x.size == 1:
-        return np.array([x[0] - 0.5, x[0] + 0.5])
-    mid = (x[1:] + x[:-1]) / 2
-    return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
-
-
 def plot_thresholds(summary: Any, *, beta: float) -> Figure:
     """Measured lam*(alpha) (seed mean +- std, by error and by accuracy) against Theorem 1's 1 - alpha (+ beta)."""
     g = summary.groupby("alpha")
@@ -441,133 +399,5 @@ def plot_negation_parts(lams: np.ndarray, runs: dict[str, np.ndarray], metric: s
     ax.set_xlabel("λ (weight of the negated part of ΔΨ_T2)")
     ax.set_ylabel(f"T2 {metric}")
     ax.legend(fontsize=8, loc="center left")
-    fig.tight_layout()
-    return fig
-
-
-# ---------------------------------------------------------------- out-of-domain grids and merging variants (Theorem 3, Corollaries)
-
-__all__ += ["plot_ood_grid", "plot_rank_errors", "plot_sparsity_curves", "plot_lambda_compare"]
-
-
-def plot_ood_grid(
-    lams1: Any,
-    lams2: Any,
-    accuracy: np.ndarray,
-    error: np.ndarray,
-    *,
-    region: np.ndarray | None = None,
-    level: float | None = None,
-    best: tuple[float, float] | None = None,
-    best_label: str = "best λ",
-    title: str = "",
-) -> Figure:
-    """Accuracy and hinge error on T' over the (lam1, lam2) grid, arrays (L1, L2), with condition (7) hatched
-    (`region`, boolean), the contour error = `level` in white and a `best` point marked."""
-    l1, l2 = np.asarray(lams1, dtype=float), np.asarray(lams2, dtype=float)
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4), sharey=True)
-    panels = ((accuracy, "accuracy on T′", dict(cmap="RdYlGn", vmin=0, vmax=1)),
-              (np.clip(error, 1e-3, None), "hinge error on T′ (log colour)",
-               dict(cmap="magma_r", norm=plt.matplotlib.colors.LogNorm(vmin=1e-2, vmax=3))))
-    for ax, (z, name, kw) in zip(axes, panels):
-        im = ax.pcolormesh(_edges(l1), _edges(l2), np.asarray(z).T, shading="flat", **kw)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-        if level is not None and (np.asarray(error) <= level).any():
-            ax.contour(l1, l2, np.asarray(error).T, levels=[level], colors="w", linewidths=2)
-            ax.plot([], [], color="w", lw=2, label=f"error = {level:.3f} (learned inside)")
-        if region is not None and np.any(region):
-            ax.contourf(l1, l2, np.asarray(region, dtype=float).T, levels=[0.5, 1.5], colors="none", hatches=["//"])
-            ax.contour(l1, l2, np.asarray(region, dtype=float).T, levels=[0.5], colors="k", linewidths=1.5, linestyles="--")
-            ax.plot([], [], "k--", lw=1.5, label="condition (7) (hatched)")
-        if best is not None:
-            ax.plot([best[0]], [best[1]], "*", color="C0", mec="k", ms=14, label=f"{best_label} = ({best[0]:.1f}, {best[1]:.1f})")
-        ax.axhline(0, color="0.5", lw=0.5)
-        ax.axvline(0, color="0.5", lw=0.5)
-        ax.set_xlabel("λ₁ (weight of ΔΨ_T1)")
-        ax.set_title(name)
-    axes[0].set_ylabel("λ₂ (weight of ΔΨ_T2)")
-    handles, labels = axes[1].get_legend_handles_labels()
-    if handles:
-        leg = axes[1].legend(handles, labels, fontsize=8, loc="lower left", facecolor="0.85", framealpha=0.9)
-        leg.get_frame().set_edgecolor("0.3")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_rank_errors(ranks: Any, rel_W: np.ndarray, rel_V: np.ndarray) -> Figure:
-    """Relative truncation errors ||D - D_r||_F / ||D||_F against r for ΔW and ΔV (rows: runs), mean and min-max band."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    r = np.asarray(ranks)
-    band(ax, r, rel_W, label="ΔW", marker="o", ms=3)
-    band(ax, r, rel_V, label="ΔV", marker="s", ms=3)
-    ax.set_yscale("log")
-    ax.set_xlabel("rank r")
-    ax.set_ylabel("‖Δ − Δ_r‖_F / ‖Δ‖_F")
-    ax.set_title("Best rank-r approximation error (runs: mean and min–max)")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_sparsity_curves(frame: Any, *, tasks: list[str], title: str, methods: list[str] | None = None,
-                         reference: dict[str, float] | None = None) -> Figure:
-    """Accuracy (top) and hinge error (bottom) against the fraction of entries kept, one line per method, one column per task.
-
-    `frame` has columns method, level, kept (fraction of each task vector's entries kept), seed, task, error,
-    accuracy (tvlib.merging.sparsity_sweep); x is the seed-mean of kept per level;
-    lines are seed means with min-max bands; `reference` maps task to a dashed level (e.g. the dense merge's error).
-    """
-    methods = methods or list(dict.fromkeys(frame["method"]))
-    fig, axes = plt.subplots(2, len(tasks), figsize=(4.4 * len(tasks) + 1, 6), sharex=True, squeeze=False)
-    for j, task in enumerate(tasks):
-        for i, metric in enumerate(("accuracy", "error")):
-            ax = axes[i, j]
-            for k, method in enumerate(methods):
-                f = frame[(frame["method"] == method) & (frame["task"] == task)]
-                table = f.pivot_table(index="seed", columns="level", values=metric)
-                kept = f.groupby("level")["kept"].mean().reindex(table.columns).to_numpy()
-                band(ax, kept, table.to_numpy(), label=method, color=f"C{k}", marker="o", ms=3)
-            if reference and metric == "error" and task in reference:
-                ax.axhline(reference[task], color="k", ls="--", lw=1, label="dense merge")
-            ax.set_xscale("log")
-            if metric == "accuracy":
-                ax.axhline(0.5, color="0.6", ls=":", lw=1)
-                ax.set_title(task)
-                ax.set_ylim(-0.03, 1.03)
-            else:
-                ax.set_yscale("symlog", linthresh=0.05)
-                ax.set_xlabel("fraction of each task vector's entries kept")
-    axes[0, 0].set_ylabel("accuracy")
-    axes[1, 0].set_ylabel("hinge error (symlog)")
-    axes[1, -1].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_lambda_compare(curves: dict[str, Any], alphas: list[float], *, title: str = "") -> Figure:
-    """Hinge error (top) and accuracy (bottom) on T1 and T2 against lam, seed means, for several versions of the
-    task vectors (`curves` maps a label to a sweep's curves; one line style each), one column per alpha."""
-    styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(2, len(alphas), figsize=(3.2 * len(alphas) + 1, 5.6), sharex=True, sharey="row", squeeze=False)
-    for j, alpha in enumerate(alphas):
-        for i, metric in enumerate(("error", "accuracy")):
-            ax = axes[i, j]
-            for k, (label, c) in enumerate(curves.items()):
-                for task, color in _TASK_COLORS.items():
-                    lams, runs = _seed_matrix(c, alpha, task, metric)
-                    ax.plot(lams, runs.mean(0), styles[k % len(styles)], color=color, lw=1.6, label=f"{task}, {label}")
-            ax.axvline(0, color="0.6", lw=0.5)
-            if metric == "error":
-                ax.set_yscale("symlog", linthresh=0.05)
-                ax.set_title(f"α = {alpha:+.1f}")
-            else:
-                ax.axhline(0.5, color="0.6", ls=":", lw=1)
-                ax.set_xlabel("λ")
-    axes[0, 0].set_ylabel("hinge error (symlog)")
-    axes[1, 0].set_ylabel("accuracy")
-    axes[0, -1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(title or "Ψ⁽⁰⁾ + ΔΨ_T1 + λ ΔΨ_T2 (seed means)")
     fig.tight_layout()
     return fig
