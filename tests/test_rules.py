@@ -36,3 +36,32 @@ def test_best_lambda_rejects_bad_input():
         best_lambda(LAMS, ACC1, ACC2, "merge")
     with pytest.raises(ValueError, match="no lambda < 0"):
         best_lambda([0.0, 1.0], [1, 1], [0, 0], "negate")
+
+
+def test_ordering_needs_most_seeds_and_a_gap_beyond_noise():
+    from tvlib.rules import ordering
+
+    assert ordering([0.5, 0.6, 0.55, 0.52, 0.58], [0.1, 0.2, 0.15, 0.12, 0.18]).holds
+    v = ordering([0.5, 0.1, 0.55, 0.12, 0.58], [0.1, 0.2, 0.15, 0.2, 0.18])  # 3/5 seeds only
+    assert not v.holds and v.word == "does not hold" and "3/5" in v.detail
+    v = ordering([0.30, 0.10, 0.31, 0.12, 0.305], [0.29, 0.30, 0.30, 0.30, 0.30])  # 3/5, mean gap within noise
+    assert not v.holds
+    assert not ordering([0.9], [0.1]).holds  # one seed never suffices
+    with pytest.raises(ValueError, match="paired"):
+        ordering([1, 2], [1, 2, 3])
+
+
+def test_agreement_says_disagrees_outside_tolerance():
+    from tvlib.rules import agreement
+
+    assert agreement([0.98, 1.0, 1.02], 1.0, tol=0.05).word == "agrees"
+    assert agreement([1.5, 1.52, 1.48], 1.0, tol=0.05).word == "disagrees"
+    with pytest.raises(ValueError, match="finite"):
+        agreement([float("nan")], 1.0, tol=0.1)
+
+
+def test_fraction_of_seeds():
+    from tvlib.rules import fraction_of_seeds
+
+    assert fraction_of_seeds([True, True, True, True, False]).holds
+    assert not fraction_of_seeds([True, True, True, False, False]).holds

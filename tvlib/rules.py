@@ -1,15 +1,19 @@
 """Rules that turn measurements into the book's choices and verdicts, one implementation each.
 
 `best_lambda` is Table 1's rule for choosing lambda, used by the toy model and the image experiment.
+`ordering`, `agreement` and `fraction_of_seeds` turn per-seed measurements into the verdict words of
+the chapters' theory-vs-measurement tables; each states its rule in its docstring, and the thresholds
+are fixed here, before any experiment is run (at least 4 of 5 seeds, gaps beyond two standard errors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GOALS", "best_lambda"]
+__all__ = ["GOALS", "best_lambda", "Verdict", "ordering", "agreement", "fraction_of_seeds"]
 
 GOALS = ("add", "negate")
 
@@ -35,3 +39,64 @@ def best_lambda(lams: Sequence[float], acc_T1: Sequence[float], acc_T2: Sequence
         raise ValueError(f"lams={lams.tolist()} has no lambda {side}: goal {goal!r} needs one")
     top = allowed & (score >= score[allowed].max() - 1e-9)
     return int(np.flatnonzero(top)[np.argmin(np.abs(lams[top]))])
+
+
+# ---------------------------------------------------------------- verdicts: words computed from measurements
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict word, whether the claim holds, and the numbers behind it in one line."""
+
+    word: str
+    holds: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return self.word
+
+
+def _seeds(x: Sequence[float], name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=float).reshape(-1)
+    if a.size == 0 or not np.isfinite(a).all():
+        raise ValueError(f"{name}={a.tolist()}: expected a non-empty list of finite per-seed values")
+    return a
+
+
+def ordering(a: Sequence[float], b: Sequence[float], *, min_frac: float = 0.8, n_se: float = 2.0,
+             words: tuple[str, str] = ("holds", "does not hold")) -> Verdict:
+    """"a > b" over paired seeds: holds when a > b in at least min_frac of the seeds AND the mean
+    gap exceeds n_se standard errors of the per-seed gaps (a single seed never suffices)."""
+    a, b = _seeds(a, "a"), _seeds(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a has {a.size} seeds and b {b.size}: expected paired seeds")
+    gap = a - b
+    n = gap.size
+    se = float(gap.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    wins = int((gap > 0).sum())
+    ok = wins >= min_frac * n and float(gap.mean()) > n_se * se
+    return Verdict(words[0] if ok else words[1], ok,
+                   f"{wins}/{n} seeds, mean gap {gap.mean():.3g} ± {se:.2g} (SE)")
+
+
+def agreement(measured: Sequence[float], predicted: float, *, tol: float,
+              words: tuple[str, str] = ("agrees", "disagrees")) -> Verdict:
+    """A measured quantity (per seed) agrees with a prediction when |mean - predicted| <= tol + 2 SE."""
+    m = _seeds(measured, "measured")
+    if not np.isfinite(predicted) or not tol >= 0:
+        raise ValueError(f"predicted={predicted}, tol={tol}: expected a finite prediction and tol >= 0")
+    se = float(m.std(ddof=1) / np.sqrt(m.size)) if m.size > 1 else 0.0
+    off = abs(float(m.mean()) - float(predicted))
+    ok = off <= tol + 2 * se
+    return Verdict(words[0] if ok else words[1], ok,
+                   f"measured {m.mean():.3g} ± {se:.2g} (SE, {m.size} seeds) vs predicted {predicted:.3g}, tol {tol:.2g}")
+
+
+def fraction_of_seeds(flags: Sequence[bool], *, min_frac: float = 0.8,
+                      words: tuple[str, str] = ("holds", "does not hold")) -> Verdict:
+    """A per-seed yes/no claim holds when it is true in at least min_frac of the seeds."""
+    f = np.asarray(flags, dtype=bool).reshape(-1)
+    if f.size == 0:
+        raise ValueError("flags is empty: expected one yes/no per seed")
+    ok = int(f.sum()) >= min_frac * f.size
+    return Verdict(words[0] if ok else words[1], ok, f"{int(f.sum())}/{f.size} seeds")
