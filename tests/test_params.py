@@ -93,3 +93,25 @@ def test_dependent_parameters_are_checked_together():
         NegationParams(lam_min=1.0, lam_max=-1.0)
     with pytest.raises(ValueError, match="not defined"):
         NegationParams.from_cell({"d": 24})
+
+
+GRIDS = sorted((ROOT / "grids").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=[p.name for p in GRIDS])
+def test_grid_files_name_their_chapter_and_pass_its_checks(path):
+    """grids/<chapter>-<what>.yaml: every parameter belongs to the chapter, every run's values pass its Params."""
+    import itertools
+
+    from tvlib.batch import load_grid
+
+    chapter = path.stem.split("-")[0]
+    assert chapter in PARAMS, f"{path.name}: expected grids/<chapter>-<what>.yaml with a chapter among {sorted(PARAMS)}"
+    cls = PARAMS[chapter]
+    grid = load_grid(path)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted((set(grid.fixed) | set(grid.sweep)) - names)
+    assert not unknown, f"{path.name}: parameters {unknown} are not parameters of book/{chapter}.md"
+    base = {f.name: getattr(cls(), f.name) for f in fields(cls)}
+    for combo in itertools.product(*grid.sweep.values()):
+        cls.from_cell({**base, **grid.fixed, **dict(zip(grid.sweep, combo))})
