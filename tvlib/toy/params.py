@@ -15,7 +15,7 @@ from ..params import fraction, integer, number_list, positive, subset
 from ..vectors.device import resolve_device
 from .setting import Setting
 
-__all__ = ["lam_grid", "NegationParams"]
+__all__ = ["lam_grid", "NegationParams", "OodParams", "LowRankParams", "SparseParams"]
 
 
 def lam_grid(lam_min: float, lam_max: float, lam_step: float) -> np.ndarray:
@@ -67,3 +67,140 @@ class NegationParams(Setting):
     def lams(self) -> np.ndarray:
         """The lambda grid."""
         return lam_grid(self.lam_min, self.lam_max, self.lam_step)
+
+
+def _seed_list(name: str, seeds: tuple) -> None:
+    if len(seeds) == 0:
+        raise ValueError(f"{name} is empty: expected at least one seed")
+    for s in seeds:
+        integer(name, s, lo=0)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name}={list(seeds)} has repeated seeds: expected distinct seeds")
+
+
+def _gamma_pair(name: str, gamma: tuple) -> tuple[float, float]:
+    pair = number_list(name, gamma, distinct=False, lo=-1.0, hi=1.0)
+    if len(pair) != 2 or pair[0] ** 2 + pair[1] ** 2 > 1 + 1e-9:
+        raise ValueError(f"{name}={list(gamma)}: expected (gamma_1, gamma_2) with gamma_1^2 + gamma_2^2 <= 1")
+    return pair  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class OodParams(Setting):
+    """Theorem 3: Psi0 + lam1 dPsi_T1 + lam2 dPsi_T2 on out-of-domain targets T'(gamma)."""
+
+    chapter: ClassVar[str | None] = "ood"
+
+    other_gammas: tuple = ((0.6, 0.6), (0.0, 0.0))
+    lam1_min: float = -2.0
+    lam1_max: float = 3.0
+    lam2_min: float = -2.0
+    lam2_max: float = 2.0
+    lam_step: float = 0.2
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_eval: int = 500
+    sample_seed: int = 0
+    beta_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    c: float = 0.2
+    factor: float = 2.0
+    device: str = "cpu"
+    threads: int = 1
+
+    def check(self) -> None:
+        super().check()
+        for g in self.other_gammas:
+            _gamma_pair("other_gammas", g)
+        lam_grid(self.lam1_min, self.lam1_max, self.lam_step)
+        lam_grid(self.lam2_min, self.lam2_max, self.lam_step)
+        _seed_list("seeds", self.seeds)
+        _seed_list("beta_seeds", self.beta_seeds)
+        integer("n_eval", self.n_eval)
+        integer("sample_seed", self.sample_seed, lo=0)
+        integer("threads", self.threads)
+        if not 0 < self.c < 1:
+            raise ValueError(f"c={self.c!r}: expected the constant of condition (7) in (0, 1)")
+        positive("factor", self.factor)
+        resolve_device(self.device)
+
+
+@dataclass(frozen=True)
+class LowRankParams(Setting):
+    """Corollary 1: the addition, negation and out-of-domain sweeps again with rank-r task vectors."""
+
+    chapter: ClassVar[str | None] = "lowrank"
+
+    alphas: tuple[float, ...] = (-0.8, 0.0, 0.8)
+    lam_min: float = -2.0
+    lam_max: float = 3.0
+    lam_step: float = 0.2
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_eval: int = 400
+    rank: int = 1
+    max_rank: int = 8
+    lam2_min: float = -2.0
+    lam2_max: float = 2.0
+    n_eval_ood: int = 500
+    factor: float = 2.0
+    c: float = 0.2
+    lora_rank: int = 2
+    sample_seed: int = 0
+    device: str = "cpu"
+    threads: int = 1
+
+    def check(self) -> None:
+        super().check()
+        number_list("alphas", self.alphas, lo=-1.0, hi=1.0)
+        lam_grid(self.lam_min, self.lam_max, self.lam_step)
+        lam_grid(self.lam2_min, self.lam2_max, self.lam_step)
+        _seed_list("seeds", self.seeds)
+        for name in ("n_eval", "n_eval_ood", "rank", "max_rank", "lora_rank", "threads"):
+            integer(name, getattr(self, name))
+        if self.rank > self.max_rank:
+            raise ValueError(f"rank={self.rank} > max_rank={self.max_rank}: expected rank <= max_rank")
+        if self.max_rank > min(self.d, self.m):
+            raise ValueError(f"max_rank={self.max_rank}: expected at most min(d, m) = {min(self.d, self.m)}")
+        integer("sample_seed", self.sample_seed, lo=0)
+        if not 0 < self.c < 1:
+            raise ValueError(f"c={self.c!r}: expected the constant of condition (7) in (0, 1)")
+        positive("factor", self.factor)
+        resolve_device(self.device)
+
+
+@dataclass(frozen=True)
+class SparseParams(Setting):
+    """Corollary 2: row norms of dV, and merging pruned task vectors at growing sparsity."""
+
+    chapter: ClassVar[str | None] = "sparse"
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    widths: tuple[int, ...] = (64, 256)
+    add_lams: tuple[float, ...] = (1.0, 1.0)
+    neg_lams: tuple[float, ...] = (1.0, -1.0)
+    methods: tuple[str, ...] = ("rows", "topk", "ties", "dare")
+    levels: tuple[float, ...] = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
+    n_eval: int = 400
+    sample_seed: int = 0
+    mask_seed: int = 0
+    device: str = "cpu"
+    threads: int = 1
+
+    def check(self) -> None:
+        from ..vectors.methods import METHODS
+
+        super().check()
+        _seed_list("seeds", self.seeds)
+        for w in self.widths:
+            integer("widths", w)
+        for name in ("add_lams", "neg_lams"):
+            if len(number_list(name, getattr(self, name), distinct=False)) != 2:
+                raise ValueError(f"{name}={list(getattr(self, name))}: expected two coefficients (T1, T2)")
+        bad = [x for x in self.methods if x not in METHODS or x == "sum"]
+        if bad or not self.methods:
+            raise ValueError(f"methods={list(self.methods)}: expected some of {[x for x in METHODS if x != 'sum']}")
+        number_list("levels", self.levels, lo=1e-9, hi=1.0)
+        subset("the levels the text quotes", (1.0, 0.5, 0.2, 0.1, 0.01), "levels", self.levels)
+        for name in ("n_eval", "threads"):
+            integer(name, getattr(self, name))
+        integer("sample_seed", self.sample_seed, lo=0)
+        integer("mask_seed", self.mask_seed, lo=0)
+        resolve_device(self.device)

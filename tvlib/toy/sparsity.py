@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from ..vectors.methods import METHODS, _fraction, density, sparsify, ties_merge
+from ..params import fraction
+from ..vectors.methods import METHODS, density, sparsify, ties_merge
 from ..vectors.task_vector import TaskVector
 from .data import Task
 from .grid import DEFAULT_MAX_BYTES, VectorGrid, evaluate_merged
@@ -71,7 +72,7 @@ def sparsity_sweep(
     lams = [float(x) for x in lams]
     if len(lams) != vectors.tasks:
         raise ValueError(f"got {len(lams)} lams for {vectors.tasks} task vectors per group: expected one per vector")
-    methods, levels = list(methods), [_fraction(x, "level") for x in levels]
+    methods, levels = list(methods), [fraction("level", x) for x in levels]
     if not methods or not levels:
         raise ValueError("methods and levels must be non-empty")
     bad = [m for m in methods if m not in METHODS]
