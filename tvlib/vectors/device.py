@@ -6,7 +6,7 @@ import os
 
 import torch
 
-__all__ = ["resolve_device", "resolve_dtype", "DTYPES"]
+__all__ = ["DTYPES", "resolve_device", "resolve_dtype"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -21,14 +21,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
         device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
     if device == "cpu":
         return torch.device("cpu")
     if isinstance(device, str) and (device == "cuda" or device.startswith("cuda:")):
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but no CUDA GPU is available: expected 'cpu' or 'auto'")
-        index = int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else device.split(":", 1)[1]
+        index = int(os.environ.get("LOCAL_RANK", "0")) if device == "cuda" else device.split(":", 1)[1]
         if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
             raise ValueError(f"device={device!r}: expected cuda:N with N < {torch.cuda.device_count()}")
         return torch.device("cuda", int(index))

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_text", "write_json", "strict_json"]
+__all__ = ["atomic_path", "strict_json", "write_json", "write_text"]
 
 
 @contextlib.contextmanager

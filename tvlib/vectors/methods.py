@@ -1,77 +1,53 @@
-"""Merging variants on task vectors: row-norm pruning (Corollary 2), magnitude top-k, TIES, DARE.
+"""Merge methods on in-memory task vectors: row-norm pruning (Corollary 2), magnitude top-k, TIES, DARE,
+DARE-TIES, and merge_vectors, the one entry point for all of them.
 
 Every function takes and returns TaskVector objects, so it works on the toy model and on Hugging Face
-state dicts alike. Conventions:
+state dicts alike, and runs the per-tensor code of tvlib.vectors.recipe / kernels that the streaming
+engine runs on checkpoints. Conventions:
 - Rows: a row u_i of a delta is delta[..., i, :] (row i of a Linear weight = output unit i; row i of the
   toy model's V = neuron i). Deltas with more than 2 dims are stacks of matrices over the last two.
-- Sizes: a fraction `density` of n entries keeps k = floor(density * n + 1/2) of them; ties at the
-  k-th largest magnitude are broken by position (key order, then row-major), so exactly k are kept.
+- Sizes: a fraction `density` of n entries keeps k = floor(density * n + 1/2) of them (rounding="floor":
+  floor(density * n), mergekit's); ties at the k-th largest magnitude are broken by position (keys in
+  sorted order, then row-major), so exactly k are kept, the same in memory and streaming from checkpoints.
 - Scope of top-k: "global" ranks all entries of a task vector together, as the TIES reference code
   does (it flattens the whole model); "tensor" ranks each tensor on its own, as mergekit does.
   Both magnitude_prune and ties_merge default to "global".
 - TIES (Yadav et al. 2023): trim each vector to its top-k, elect per entry the sign of the sum of the
-  trimmed values, average the entries that agree with it (zeros excluded), scale by lam. Where the
-  trimmed values cancel exactly the elected sign is 0 and the merged entry is 0, as in the paper's
-  algorithm (the reference code instead falls back to the sign of the majority of entries).
-- DARE (Yu et al. 2024): drop each entry with probability p, rescale the kept ones by 1/(1 - p).
+  weighted trimmed values, average the entries that agree with it (zeros excluded), scale by lam. Where
+  they cancel exactly the elected sign is 0 and the merged entry is 0, as in the paper's algorithm
+  (mergekit elects +). normalize="count" divides by the number of agreeing vectors (the paper's
+  disjoint mean), "weights" by the sum of their |weights| (mergekit's when weights are positive).
+- DARE (Yu et al. 2024): drop each entry with probability p, rescale the kept ones by 1/(1 - p)
+  (rescale="entry"), or the whole tensor to its former L1 norm (rescale="l1", mergekit's).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from .task_vector import TaskVector, _diff, _mismatch
+from .kernels import dare_mask, fraction, row_mask
+from .recipe import MERGE_METHODS, MergeState, Recipe, find_thresholds, merge_tensor
+from .statedict import diff_keys, mismatch
+from .task_vector import TaskVector
 
 __all__ = [
-    "density",
-    "prune_rows",
-    "magnitude_prune",
-    "ties_merge",
-    "dare",
-    "sparsify",
-    "merge_vectors",
+    "MERGE_METHODS",
     "METHODS",
+    "dare",
+    "dare_ties",
+    "density",
+    "magnitude_prune",
+    "merge_vectors",
+    "prune_rows",
+    "run_recipe",
+    "sparsify",
+    "ties_merge",
 ]
 
-METHODS = ("sum", "rows", "topk", "ties", "dare")
-
-
-def _fraction(x: object, name: str, *, open_right: bool = False) -> float:
-    """x as a float in [0, 1] (or [0, 1) when open_right), else a ValueError naming the parameter."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
-        raise ValueError(f"{name}={x!r}: expected a real number in [0, 1{')' if open_right else ']'}")
-    v = float(x)
-    if v < 0 or v > 1 or (open_right and v == 1):
-        raise ValueError(f"{name}={v}: expected a fraction in [0, 1{')' if open_right else ']'}")
-    return v
-
-
-def _count(fraction: float, n: int) -> int:
-    """k = floor(fraction * n + 1/2), the number of entries a fraction keeps."""
-    return min(n, int(math.floor(fraction * n + 0.5)))
-
-
-def _like(tv: TaskVector, deltas: dict[str, Tensor]) -> TaskVector:
-    return TaskVector(deltas, aliases=tv.aliases, skipped=tv.skipped)
-
-
-def _top_mask(values: Tensor, k: int) -> Tensor:
-    """Boolean mask of the k largest entries of a 1-D tensor; ties at the threshold go to the earlier index."""
-    n = values.numel()
-    if k >= n:
-        return torch.ones_like(values, dtype=torch.bool)
-    if k <= 0:
-        return torch.zeros_like(values, dtype=torch.bool)
-    thr = torch.topk(values, k, sorted=False).values.min()
-    above = values > thr
-    tied = values == thr
-    room = k - int(above.sum())
-    return above | (tied & (torch.cumsum(tied.long(), 0) <= room))
+METHODS = ("sum", "rows", "topk", "ties", "dare")  # the methods of sparsify (the toy experiments)
 
 
 def density(tv: TaskVector) -> float:
@@ -79,7 +55,65 @@ def density(tv: TaskVector) -> float:
     n = tv.numel()
     if n == 0:
         raise ValueError("the task vector has no entries: density is undefined")
-    return sum(int(torch.count_nonzero(v)) for v in tv.deltas.values()) / n
+    return sum(int(torch.count_nonzero(tv.deltas[k])) for k in tv) / n
+
+
+def _check_vectors(vectors: Sequence[TaskVector], weights: Sequence[float] | None) -> tuple[list[TaskVector], list[float]]:
+    vectors = list(vectors)
+    if not vectors:
+        raise ValueError("vectors is empty: expected at least one TaskVector")
+    for i, v in enumerate(vectors):
+        if not isinstance(v, TaskVector):
+            raise TypeError(f"vectors[{i}] is a {type(v).__name__}: expected a TaskVector")
+        diff = diff_keys(vectors[0]._meta(), v._meta(), ("vectors[0]", f"vectors[{i}]"))
+        if diff:
+            raise mismatch(diff, ("vectors[0]", f"vectors[{i}]"))
+    if weights is None:
+        weights = [1.0] * len(vectors)
+    weights = list(weights)
+    if len(weights) != len(vectors):
+        raise ValueError(f"got {len(weights)} weights for {len(vectors)} vectors: expected one per vector")
+    return vectors, weights
+
+
+def run_recipe(recipe: Recipe, vectors: Sequence[TaskVector], *, generator: torch.Generator | None = None) -> TaskVector:
+    """The merged task vector of `recipe` on in-memory vectors, tensor by tensor (keys it does not select: 0).
+
+    DARE masks come from `generator`, drawn key by key and, within a key, vector by vector; without one
+    from the recipe's seed, as the streaming engine draws them.
+    """
+    vectors, _ = _check_vectors(vectors, recipe.weights)
+    keys = vectors[0].keys()
+    chosen = [k for k in keys if recipe.selects(k)]
+    if recipe.is_global:  # a global top-k breaks ties in sorted key order, as the streaming engine does
+        chosen = sorted(chosen)
+    state = MergeState()
+    if recipe.trim == "dare":
+        if generator is not None:
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(f"generator is a {type(generator).__name__}: expected a torch.Generator")
+            state.masks = lambda i, key, shape, p: dare_mask(shape, p, generator)
+        else:
+            from .recipe import seeded_masks
+
+            state.masks = seeded_masks(recipe.seed)
+    device = {k: vectors[0].deltas[k].device for k in chosen} if len(vectors) > 1 else {}
+
+    def deltas(k: str):
+        for v in vectors:
+            d = v.deltas[k]
+            yield d.to(device[k]) if device else d
+
+    if recipe.is_global:
+        shapes = vectors[0].shapes()
+        dtype = torch.float64 if any(vectors[0].deltas[k].dtype == torch.float64 for k in chosen) else torch.float32
+        state.thresholds = find_thresholds(recipe, chosen, {k: shapes[k].numel() for k in chosen}, deltas, dtype)
+    out: dict[str, Tensor] = {}
+    for k in chosen:
+        out[k] = merge_tensor(recipe, k, deltas(k), state)
+    out = {k: out[k] if k in out else torch.zeros_like(vectors[0].deltas[k]) for k in keys}
+    aliases = {a: g for v in reversed(vectors) for a, g in v.aliases.items()}
+    return TaskVector._make(out, {}, keys, aliases, vectors[0].skipped)
 
 
 def prune_rows(
@@ -93,80 +127,36 @@ def prune_rows(
 
     keys: the deltas to prune (default: every delta with 2 or more dims); others are returned unchanged.
     """
+    import numbers
+
     if (keep is None) == (threshold is None):
         raise ValueError(f"keep={keep}, threshold={threshold}: expected exactly one of them")
     if keep is not None:
-        keep = _fraction(keep, "keep")
+        keep = fraction(keep, "keep")
     elif isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold >= 0:
         raise ValueError(f"threshold={threshold!r}: expected a row norm >= 0")
+    shapes = tv.shapes()
     if keys is None:
-        keys = [k for k, v in tv.deltas.items() if v.ndim >= 2]
+        keys = [k for k, s in shapes.items() if len(s) >= 2]
     else:
         keys = list(keys)
-        missing = [k for k in keys if k not in tv.deltas]
+        missing = [k for k in keys if k not in shapes]
         if missing:
             raise ValueError(f"keys {missing} are not in the task vector: expected some of {tv.keys()}")
-        flat = [k for k in keys if tv.deltas[k].ndim < 2]
+        flat = [k for k in keys if len(shapes[k]) < 2]
         if flat:
             raise ValueError(f"keys {flat} name deltas with fewer than 2 dims: rows need a matrix")
-    out = dict(tv.deltas)
+    out = {k: tv.deltas[k] for k in tv}
     for k in keys:
-        d = tv.deltas[k]
-        norms = d.norm(dim=-1)  # (..., rows)
-        if threshold is not None:
-            mask = norms >= threshold
-        else:
-            rows = norms.shape[-1]
-            flat_norms = norms.reshape(-1, rows)
-            mask = torch.stack([_top_mask(r, _count(keep, rows)) for r in flat_norms]).view_as(norms)
-        out[k] = d * mask.unsqueeze(-1)
-    return _like(tv, out)
+        d = out[k]
+        out[k] = d * row_mask(d, keep=keep, threshold=threshold).unsqueeze(-1)
+    return TaskVector._make(out, {}, tv.keys(), tv.aliases, tv.skipped)
 
 
-def magnitude_prune(tv: TaskVector, density: float, *, scope: str = "global") -> TaskVector:
+def magnitude_prune(tv: TaskVector, density: float, *, scope: str = "global", rounding: str = "nearest") -> TaskVector:
     """Keep the fraction `density` of entries with the largest magnitudes, zero the rest (scope "global" or "tensor")."""
-    frac = _fraction(density, "density")
-    if scope == "tensor":
-        out = {}
-        for k, d in tv.deltas.items():
-            flat = d.reshape(-1)
-            out[k] = (flat * _top_mask(flat.abs(), _count(frac, flat.numel()))).view_as(d)
-        return _like(tv, out)
-    if scope != "global":
-        raise ValueError(f"scope={scope!r}: expected 'global' (rank all entries together) or 'tensor' (each tensor alone)")
-    keys = tv.keys()
-    if not keys:
-        return _like(tv, {})
-    device = tv.deltas[keys[0]].device
-    flat = torch.cat([tv.deltas[k].reshape(-1).to(device) for k in keys])
-    mask = _top_mask(flat.abs(), _count(frac, flat.numel()))
-    out, start = {}, 0
-    for k in keys:
-        d = tv.deltas[k]
-        part = mask[start : start + d.numel()].view(d.shape).to(d.device)
-        out[k] = d * part
-        start += d.numel()
-    return _like(tv, out)
-
-
-def _check_vectors(vectors: Sequence[TaskVector], weights: Sequence[float] | None) -> tuple[list[TaskVector], list[float]]:
-    vectors = list(vectors)
-    if not vectors:
-        raise ValueError("vectors is empty: expected at least one TaskVector")
-    for i, v in enumerate(vectors):
-        if not isinstance(v, TaskVector):
-            raise TypeError(f"vectors[{i}] is a {type(v).__name__}: expected a TaskVector")
-        diff = _diff(vectors[0].deltas, v.deltas, ("vectors[0]", f"vectors[{i}]"))
-        if diff:
-            raise _mismatch(diff, ("vectors[0]", f"vectors[{i}]"))
-    if weights is None:
-        weights = [1.0] * len(vectors)
-    weights = [float(w) for w in weights]
-    if len(weights) != len(vectors):
-        raise ValueError(f"got {len(weights)} weights for {len(vectors)} vectors: expected one per vector")
-    if not all(math.isfinite(w) for w in weights):
-        raise ValueError(f"weights={weights}: expected finite numbers")
-    return vectors, weights
+    frac = fraction(density, "density")
+    return run_recipe(Recipe("magnitude", [1.0], [frac], scope=scope, rounding=rounding), [tv])
 
 
 def ties_merge(
@@ -176,41 +166,52 @@ def ties_merge(
     lam: float = 1.0,
     weights: Sequence[float] | None = None,
     scope: str = "global",
+    normalize: str = "count",
+    rounding: str = "nearest",
 ) -> TaskVector:
     """TIES-merging: lam * disjoint mean of the trimmed vectors weights_t * tau_t on the elected signs.
 
     density: fraction of each vector kept by the trim (the paper's k, default 20%); weights: per-vector
-    coefficients applied before the sign election (default 1: the published method; -1 negates a task).
+    coefficients applied before the sign election (default 1: the published method; -1 negates a task);
+    normalize: "count" (the paper's mean), "weights" (divide by the agreeing |weights|) or "none".
     """
     vectors, weights = _check_vectors(vectors, weights)
-    lam = float(lam)
-    if not math.isfinite(lam):
-        raise ValueError(f"lam={lam}: expected a finite number")
-    trimmed = [magnitude_prune(w * v, density, scope=scope) for w, v in zip(weights, vectors)]
-    out = {}
-    for k in vectors[0].keys():
-        t = torch.stack([tv.deltas[k].to(vectors[0].deltas[k].device) for tv in trimmed])  # (n, ...)
-        elected = torch.sign(t.sum(0))
-        agree = (torch.sign(t) == elected) & (t != 0)
-        count = agree.sum(0).clamp(min=1)
-        out[k] = lam * (t * agree).sum(0) / count
-    return _like(vectors[0], out)
+    frac = fraction(density, "density")
+    recipe = Recipe("ties", weights, [frac] * len(vectors), lam=lam, scope=scope, normalize=normalize, rounding=rounding)
+    return run_recipe(recipe, vectors)
 
 
-def dare(tv: TaskVector, p: float, *, generator: torch.Generator, rescale: bool = True) -> TaskVector:
+def dare(tv: TaskVector, p: float, *, generator: torch.Generator, rescale: bool | str = True) -> TaskVector:
     """DARE: drop every entry independently with probability p and rescale the kept ones by 1/(1 - p).
 
     The Bernoulli draws come from `generator` (on its own device), key by key in the vector's order.
+    rescale: True or "entry" (per entry, unbiased), "l1" (match each tensor's L1 norm, mergekit's), False or "none".
     """
-    p = _fraction(p, "p", open_right=rescale)
+    mode = {True: "entry", False: "none"}.get(rescale, rescale) if isinstance(rescale, bool) else rescale
+    p = fraction(p, "p", open_right=mode != "none")
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator is a {type(generator).__name__}: expected a torch.Generator")
-    scale = 1.0 / (1.0 - p) if rescale else 1.0
-    out = {}
-    for k, d in tv.deltas.items():
-        keep = torch.rand(d.shape, generator=generator, device=generator.device) >= p
-        out[k] = d * keep.to(d.device) * scale
-    return _like(tv, out)
+    recipe = Recipe("dare", [1.0], [1.0 - p], rescale=mode) if p < 1 else None
+    if recipe is None:  # p = 1 without rescaling: everything dropped
+        return TaskVector._make({k: torch.zeros_like(tv.deltas[k]) for k in tv}, {}, tv.keys(), tv.aliases, tv.skipped)
+    return run_recipe(recipe, [tv], generator=generator)
+
+
+def dare_ties(
+    vectors: Sequence[TaskVector],
+    p: float,
+    *,
+    generator: torch.Generator,
+    lam: float = 1.0,
+    weights: Sequence[float] | None = None,
+    normalize: str = "count",
+    rescale: str = "entry",
+) -> TaskVector:
+    """DARE-TIES: DARE (drop with probability p, rescale) on each vector, then TIES's sign election and mean."""
+    vectors, weights = _check_vectors(vectors, weights)
+    p = fraction(p, "p", open_right=True)
+    recipe = Recipe("dare_ties", weights, [1.0 - p] * len(vectors), lam=lam, normalize=normalize, rescale=rescale)
+    return run_recipe(recipe, vectors, generator=generator)
 
 
 def sparsify(
@@ -224,7 +225,7 @@ def sparsify(
 ) -> TaskVector:
     """One task vector sparsified by `method` keeping a fraction `level`: "rows" (prune_rows on row_keys),
     "topk" or "ties" (magnitude_prune, TIES's trim), "dare" (p = 1 - level, needs generator), "sum" (unchanged)."""
-    level = _fraction(level, "level")
+    level = fraction(level, "level")
     if method == "sum":
         return tv
     if method == "rows":
@@ -249,15 +250,25 @@ def merge_vectors(
     generator: torch.Generator | None = None,
     row_keys: Sequence[str] | None = None,
     scope: str = "global",
+    **options,
 ) -> TaskVector:
-    """sum_i lam_i tau_i with every tau_i sparsified by `method`, keeping a fraction `level`.
+    """sum_i lam_i tau_i with every tau_i trimmed by `method` (keeping a fraction `level`), or TIES on them.
 
-    method: "sum" (plain task arithmetic, level ignored), "rows" (prune_rows keep=level on row_keys),
-    "topk" (magnitude_prune), "dare" (drop p = 1 - level, rescaled; needs generator) or "ties"
-    (ties_merge with density=level, weights=lams, lam=1).
+    method: one of MERGE_METHODS ("task_arithmetic", "magnitude", "ties", "dare", "dare_ties", "rows",
+    "low_rank") or the short names "sum", "topk"; lams are the per-vector weights; level the density
+    (for "rows" the fraction of rows kept, on row_keys). options go to Recipe (normalize, rescale,
+    rounding, rank, lam, include, exclude). DARE masks come from `generator` (needed).
     """
     vectors, lams = _check_vectors(vectors, lams)
-    if method == "ties":
-        return ties_merge(vectors, density=_fraction(level, "level"), weights=lams, scope=scope)
-    parts = [sparsify(method, v, level, generator=generator, row_keys=row_keys, scope=scope) for v in vectors]
-    return sum(lam * v for lam, v in zip(lams, parts))
+    name = {"sum": "task_arithmetic", "topk": "magnitude"}.get(method, method)
+    if name not in MERGE_METHODS:
+        raise ValueError(f"method={method!r}: expected one of {MERGE_METHODS} (or 'sum', 'topk')")
+    if name in ("dare", "dare_ties") and generator is None:
+        raise ValueError(f"method={method!r} draws random masks: expected a torch.Generator in generator")
+    level = fraction(level, "level")
+    if name == "rows":
+        vectors = [prune_rows(v, keep=level, keys=row_keys) for v in vectors]
+        name = "task_arithmetic"
+    densities = [level] * len(vectors) if name in ("magnitude", "ties", "dare", "dare_ties") else None
+    recipe = Recipe(name, lams, densities, scope=scope, **options)
+    return run_recipe(recipe, vectors, generator=generator)

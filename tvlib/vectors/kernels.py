@@ -1,0 +1,280 @@
+"""Per-tensor kernels of every merge method: the one implementation both the in-memory TaskVector API
+(tvlib.vectors.methods) and the streaming engine (tvlib.vectors.engine) call.
+
+Each kernel sees one tensor (or one tensor of each task vector) in float32/float64 and never the
+whole model, so the streaming engine can run them tensor by tensor. Conventions:
+- k entries out of n for a fraction `density`: k = floor(density * n + 1/2) ("nearest", tvlib's
+  default) or floor(density * n) ("floor", mergekit's).
+- Top-k keeps the k largest magnitudes; ties at the k-th largest are broken by position (the order
+  the tensors are fed in, then row-major), so exactly k entries are kept. The k-th largest is found exactly by a radix
+  select on the bit patterns (KthLargest), fed in passes: over one tensor, or over a whole model.
+- TIES is accumulated entry by entry (TiesSum), so its memory does not grow with the number of vectors.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NORMALIZE",
+    "KthLargest",
+    "NonFiniteError",
+    "TiesSum",
+    "cast_checked",
+    "count_kept",
+    "dare_mask",
+    "dare_tensor",
+    "finite_range",
+    "fraction",
+    "low_rank_factors",
+    "row_mask",
+    "top_mask",
+    "topk_tensor",
+]
+
+NORMALIZE = ("count", "weights", "none")
+ROUNDING = ("nearest", "floor")
+
+
+class NonFiniteError(ValueError):
+    """A tensor holds NaN or infinite values (or a cast overflowed to infinity)."""
+
+
+def fraction(x: object, name: str, *, open_right: bool = False) -> float:
+    """x as a float in [0, 1] (or [0, 1) when open_right), else a ValueError naming the parameter."""
+    right = ")" if open_right else "]"
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
+        raise ValueError(f"{name}={x!r}: expected a real number in [0, 1{right}")
+    v = float(x)
+    if v < 0 or v > 1 or (open_right and v == 1):
+        raise ValueError(f"{name}={v}: expected a fraction in [0, 1{right}")
+    return v
+
+
+def count_kept(density: float, n: int, rounding: str = "nearest") -> int:
+    """Number of entries out of n that a fraction `density` keeps."""
+    if rounding == "nearest":
+        return min(n, math.floor(density * n + 0.5))
+    if rounding == "floor":
+        return min(n, math.floor(density * n))
+    raise ValueError(f"rounding={rounding!r}: expected one of {ROUNDING}")
+
+
+_INT = {torch.float32: (torch.int32, 32), torch.float64: (torch.int64, 64)}
+
+
+class KthLargest:
+    """The exact k-th largest of n non-negative float values, found by radix select in passes.
+
+    Feed every value once per pass (in any chunks, in the same order each pass) and call end_pass();
+    after 2 passes for float32 (4 for float64) `done` is True and `threshold` is the k-th largest,
+    `room` how many entries equal to it belong to the top k. Each pass keeps a 65536-bin histogram.
+    """
+
+    def __init__(self, k: int, n: int, dtype: torch.dtype = torch.float32) -> None:
+        if dtype not in _INT:
+            raise TypeError(f"dtype={dtype}: expected torch.float32 or torch.float64")
+        self.k, self.n, self.dtype = int(k), int(n), dtype
+        self._int, self._bits = _INT[dtype]
+        self.level, self.prefix, self.above = 0, 0, 0
+        self._hist = torch.zeros(65536, dtype=torch.int64)
+        self.threshold: float | None = None
+        self.room = 0
+        if self.k <= 0:
+            self.threshold, self.room = math.inf, 0
+        elif self.k >= self.n:
+            self.threshold, self.room = 0.0, self.n  # every entry is >= 0: keep all
+
+    @property
+    def done(self) -> bool:
+        return self.threshold is not None
+
+    @property
+    def passes(self) -> int:
+        """Passes needed in all (0 when k <= 0 or k >= n)."""
+        return 0 if self.done and self.level == 0 else self._bits // 16
+
+    def feed(self, values: Tensor) -> None:
+        """Add the values of one chunk to this pass's histogram."""
+        if self.done:
+            return
+        if values.dtype != self.dtype:
+            raise TypeError(f"values are {values.dtype}: this selection runs on {self.dtype}")
+        ints = values.detach().reshape(-1).view(self._int)
+        shift = self._bits - 16 * (self.level + 1)
+        if self.level > 0:
+            ints = ints[(ints >> (shift + 16)) == self.prefix]
+        self._hist += torch.bincount((ints >> shift) & 0xFFFF, minlength=65536).cpu()
+
+    def end_pass(self) -> None:
+        """Pick the bucket that holds the k-th largest; after the last level set threshold and room."""
+        if self.done:
+            return
+        hist = self._hist.flip(0)  # largest bucket first
+        cum = torch.cumsum(hist, 0)
+        need = self.k - self.above
+        pos = int(torch.searchsorted(cum, torch.tensor([need]))[0])  # first bucket with cum >= need
+        bucket = 65535 - pos
+        self.above += int(cum[pos - 1]) if pos > 0 else 0
+        self.prefix = (self.prefix << 16) | bucket
+        self.level += 1
+        self._hist.zero_()
+        if 16 * self.level == self._bits:
+            bits = torch.tensor([self.prefix], dtype=torch.int64).to(self._int)
+            self.threshold = float(bits.view(self.dtype)[0])
+            self.room = self.k - self.above
+
+    def select(self, values_by_pass: Callable[[], object]) -> KthLargest:
+        """Run every pass: values_by_pass() yields the chunks of one pass."""
+        while not self.done:
+            for chunk in values_by_pass():
+                self.feed(chunk)
+            self.end_pass()
+        return self
+
+
+def top_mask(values: Tensor, threshold: float, room: int) -> tuple[Tensor, int]:
+    """Mask of values > threshold plus the first `room` entries equal to it; and the room left."""
+    if math.isinf(threshold):
+        return torch.zeros_like(values, dtype=torch.bool), room
+    mask = values >= threshold
+    tied = values == threshold
+    n_tied = int(tied.sum())
+    if n_tied > room:
+        drop = tied.reshape(-1).nonzero().squeeze(1)[room:]
+        mask.view(-1)[drop] = False
+        n_tied = room
+    return mask, room - n_tied
+
+
+def topk_tensor(delta: Tensor, density: float, rounding: str = "nearest") -> Tensor:
+    """delta with all but its top-k magnitudes (k from density) set to zero: top-k within one tensor."""
+    mag = delta.abs()
+    sel = KthLargest(count_kept(density, delta.numel(), rounding), delta.numel(), mag.dtype)
+    sel.select(lambda: [mag])
+    mask, _ = top_mask(mag, sel.threshold, sel.room)
+    return delta * mask
+
+
+def row_mask(delta: Tensor, *, keep: float | None = None, threshold: float | None = None) -> Tensor:
+    """Boolean (..., rows) mask of the rows u_i = delta[..., i, :] kept: a fraction `keep` of each matrix's
+    rows with the largest norms (ties by position), or those with norm >= threshold."""
+    norms = delta.norm(dim=-1)
+    if threshold is not None:
+        return norms >= threshold
+    rows = norms.shape[-1]
+    k = count_kept(keep, rows)
+    out = []
+    for r in norms.reshape(-1, rows):
+        sel = KthLargest(k, rows, r.dtype).select(lambda r=r: [r])
+        out.append(top_mask(r, sel.threshold, sel.room)[0])
+    return torch.stack(out).view(norms.shape)
+
+
+def dare_mask(shape: torch.Size | tuple, p: float, generator: torch.Generator) -> Tensor:
+    """The entries DARE keeps: each independently with probability 1 - p (draws on the generator's device)."""
+    return torch.rand(shape, generator=generator, device=generator.device) >= p
+
+
+def dare_tensor(delta: Tensor, keep: Tensor, p: float, rescale: str = "entry") -> Tensor:
+    """DARE on one tensor with a given mask: drop, then rescale the kept entries.
+
+    rescale: "entry" multiplies each kept entry by 1/(1 - p) (Yu et al. 2024; unbiased);
+    "l1" multiplies the tensor so its L1 norm equals the original one (mergekit's rescale);
+    "none" leaves them as they are.
+    """
+    out = delta * keep.to(delta.device)
+    if rescale == "entry":
+        return out * (1.0 / (1.0 - p))
+    if rescale == "l1":
+        before, after = delta.abs().sum(), out.abs().sum()
+        if before < 1e-7 or after < 1e-7:  # mergekit's guard against a vanishing norm
+            return out
+        return out * (before / after)
+    if rescale == "none":
+        return out
+    raise ValueError(f"rescale={rescale!r}: expected 'entry', 'l1' or 'none'")
+
+
+class TiesSum:
+    """TIES's elect-and-average for one tensor, fed one trimmed, weighted delta w_t * tau_t at a time.
+
+    Keeps five buffers whatever the number of vectors: the running sum S (whose sign is the elected
+    sign; an exact zero elects nothing and the entry stays 0), the sums of positive and of negative
+    entries, and their normalisers. normalize: "count" divides by the number of agreeing vectors (the
+    TIES paper's disjoint mean), "weights" by the sum of their |w_t| (mergekit's, which divides by w_t
+    instead and so undoes a negative weight), "none" returns the sum of the agreeing entries.
+    """
+
+    def __init__(self, like: Tensor, normalize: str = "count") -> None:
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize={normalize!r}: expected one of {NORMALIZE}")
+        self.normalize = normalize
+        self.total = torch.zeros_like(like)
+        self.pos = torch.zeros_like(like)
+        self.neg = torch.zeros_like(like)
+        self.n_pos = torch.zeros_like(like)
+        self.n_neg = torch.zeros_like(like)
+
+    def add(self, weighted: Tensor, weight: float = 1.0) -> None:
+        """Add one trimmed delta already multiplied by its weight."""
+        self.total += weighted
+        pos, neg = weighted > 0, weighted < 0
+        self.pos += weighted * pos
+        self.neg += weighted * neg
+        unit = 1.0 if self.normalize != "weights" else abs(float(weight))
+        self.n_pos.add_(pos, alpha=unit)
+        self.n_neg.add_(neg, alpha=unit)
+
+    def result(self, lam: float = 1.0) -> Tensor:
+        """lam times the merged delta; frees the buffers."""
+        up, down = self.total > 0, self.total < 0
+        pos, neg = lam * self.pos, lam * self.neg
+        if self.normalize != "none":
+            pos /= self.n_pos.clamp(min=1e-30)
+            neg /= self.n_neg.clamp(min=1e-30)
+        out = torch.where(up, pos, torch.where(down, neg, 0.0))
+        del self.total, self.pos, self.neg, self.n_pos, self.n_neg
+        return out
+
+
+def low_rank_factors(delta: Tensor, r: int) -> tuple[Tensor, Tensor]:
+    """Factors (B, A) of the best rank-r approximation B @ A of a matrix (or a stack over the last two dims)."""
+    U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
+    return (U[..., :r] * S[..., None, :r]).contiguous(), Vh[..., :r, :].contiguous()
+
+
+def finite_range(t: Tensor) -> tuple[float, float]:
+    """(min, max) of a tensor; NaN if it holds a NaN (a fast test of finiteness)."""
+    if t.numel() == 0:
+        return 0.0, 0.0
+    lo, hi = torch.aminmax(t.detach().reshape(-1))
+    return float(lo), float(hi)
+
+
+def is_finite(t: Tensor) -> bool:
+    """True when every entry is finite."""
+    lo, hi = finite_range(t)
+    return math.isfinite(lo) and math.isfinite(hi)
+
+
+def cast_checked(t: Tensor, dtype: torch.dtype, key: str, *, allow_nonfinite: bool = False) -> Tensor:
+    """t cast to dtype; NonFiniteError naming `key` if t holds NaN/inf or the cast overflows to inf."""
+    lo, hi = finite_range(t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        if allow_nonfinite:
+            return t.to(dtype)
+        raise NonFiniteError(f"{key}: the merged tensor holds NaN or infinite values (allow_nonfinite=True lets them through)")
+    out = t.to(dtype)
+    overflow = dtype.is_floating_point and t.dtype != dtype and max(-lo, hi) > torch.finfo(dtype).max
+    if overflow and not allow_nonfinite and not is_finite(out):
+        raise NonFiniteError(
+            f"{key}: casting to {dtype} overflows to inf (largest magnitude {max(-lo, hi):.4g} > "
+            f"{torch.finfo(dtype).max:.4g}); write a wider dtype or lower the coefficients"
+        )
+    return out

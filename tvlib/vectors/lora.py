@@ -1,0 +1,100 @@
+"""peft LoRA adapters in and out of task vectors: dW = scale * B @ A per wrapped layer.
+
+from_peft reads a PeftModel's adapter (dense deltas, or factors for plain Linear layers); to_peft writes
+a vector's factored deltas as an adapter directory that PeftModel.from_pretrained loads, with one rank
+per module (rank_pattern) and lora_alpha equal to the rank, so peft's scale is 1 and B @ A is the delta.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from .io import atomic_path
+from .statedict import wide
+
+if TYPE_CHECKING:
+    from .task_vector import TaskVector
+
+__all__ = ["from_peft", "to_peft"]
+
+
+def from_peft(peft_model: nn.Module, adapter_name: str = "default", *, factored: bool = False
+              ) -> tuple[dict[str, Tensor], dict[str, tuple[Tensor, Tensor]]]:
+    """(dense deltas, factors) of a peft adapter, keyed by the base model's parameter names."""
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.other import ModulesToSaveWrapper
+
+    get_base = getattr(peft_model, "get_base_model", None)
+    model = get_base() if callable(get_base) else peft_model
+    deltas: dict[str, Tensor] = {}
+    factors: dict[str, tuple[Tensor, Tensor]] = {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
+                if adapter_name in module.merged_adapters:
+                    raise ValueError(f"adapter {adapter_name!r} is already merged into {name}: unmerge it first")
+                if adapter_name in getattr(module, "lora_variant", {}):
+                    raise NotImplementedError(f"{name}: LoRA variants such as DoRA are not plain B @ A deltas")
+                weight = module.get_base_layer().weight
+                has_bias = module.lora_bias.get(adapter_name, False)
+                if factored and isinstance(module, LoraLinear) and not module.fan_in_fan_out:
+                    B = wide(module.lora_B[adapter_name].weight) * module.scaling[adapter_name]
+                    factors[f"{name}.weight"] = (B, wide(module.lora_A[adapter_name].weight))
+                else:
+                    delta = module.get_delta_weight(adapter_name)
+                    if delta.shape != weight.shape:
+                        raise ValueError(f"{name}: delta {tuple(delta.shape)} vs weight {tuple(weight.shape)}")
+                    deltas[f"{name}.weight"] = wide(delta)
+                if has_bias:
+                    bias = module.lora_B[adapter_name].bias
+                    deltas[f"{name}.bias"] = wide(bias) * module.scaling[adapter_name]
+            elif isinstance(module, ModulesToSaveWrapper) and adapter_name in module.modules_to_save:
+                original = module.original_module.state_dict()
+                for p, t in module.modules_to_save[adapter_name].state_dict().items():
+                    if t.is_floating_point():
+                        deltas[f"{name}.{p}"] = wide(t) - wide(original[p])
+    if not deltas and not factors:
+        known = list(getattr(peft_model, "peft_config", {}))
+        raise ValueError(f"adapter_name={adapter_name!r}: no LoRA layer holds it (adapters: {known})")
+    return deltas, factors
+
+
+def to_peft(tv: TaskVector, path: str | os.PathLike, *, base_model_name_or_path: str | None = None,
+            dense: str = "error") -> None:
+    """Write tv's factored deltas as a peft LoRA adapter directory, atomically."""
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    if dense not in ("error", "skip"):
+        raise ValueError(f"dense={dense!r}: expected 'error' or 'skip'")
+    plain = [k for k in tv if k not in tv.factors]
+    if plain and dense == "error":
+        shown = ", ".join(plain[:5]) + (f" and {len(plain) - 5} more" if len(plain) > 5 else "")
+        raise ValueError(f"a LoRA adapter holds factors only; these deltas are dense: {shown} "
+                         "(call low_rank(r) first, or dense='skip' to leave them out)")
+    tensors: dict[str, Tensor] = {}
+    ranks: dict[str, int] = {}
+    for k, (B, A) in tv.factors.items():
+        if not k.endswith(".weight") or B.ndim != 2:
+            raise ValueError(f"{k}: a LoRA factor pair must be the 2-D weight of a module (key ending in .weight)")
+        r = B.shape[-1]
+        if r == 0:  # a zero delta (from align): nothing to adapt
+            continue
+        module = k[: -len(".weight")]
+        ranks[module] = r
+        tensors[f"base_model.model.{module}.lora_A.weight"] = A.contiguous()
+        tensors[f"base_model.model.{module}.lora_B.weight"] = B.contiguous()
+    if not ranks:
+        raise ValueError("the task vector has no non-zero low-rank factors to write as a LoRA adapter")
+    top = max(ranks.values())
+    config = LoraConfig(r=top, lora_alpha=top, target_modules=sorted(ranks), rank_pattern=dict(ranks),
+                        alpha_pattern=dict(ranks), lora_dropout=0.0, bias="none",
+                        base_model_name_or_path=base_model_name_or_path)
+    with atomic_path(path, directory=True) as tmp:
+        config.save_pretrained(str(tmp))
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
