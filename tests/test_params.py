@@ -41,7 +41,8 @@ def _cell_values(chapter: str) -> dict[str, object] | None:
     if not cells:
         return None
     ns: dict[str, object] = {}
-    exec(cells[0].source, {}, ns)  # plain assignments of literals, by the book's convention
+    exec(cells[0].source, {}, ns)  # plain (annotated) assignments of literals, by the book's convention
+    ns.pop("__annotations__", None)
     return ns
 
 
