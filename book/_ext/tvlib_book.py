@@ -1,5 +1,7 @@
 """Site tweaks for the book that `_config.yml` cannot express (loaded via `local_extensions`).
 
+- No launch button on the pages named in `tvlib_no_launch` (they run only from a clone).
+
 - Chapters rendered from their committed notebooks: every ``.md`` that has a same-named ``.ipynb``
   beside it is excluded, so Sphinx reads the ``.ipynb`` (its stored, nbval-checked outputs and glue;
   the Colab button points at it). Pages without a notebook (``intro.md``) are read as they are.
@@ -104,8 +106,16 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
         context["script_files"][:] = scripts
 
 
+def _drop_launch_buttons(app, pagename, templatename, context, doctree):
+    """No Colab button on pages listed in tvlib_no_launch (they need a clone of the repository)."""
+    if pagename in app.config.tvlib_no_launch and "header_buttons" in context:
+        context["header_buttons"][:] = [b for b in context["header_buttons"] if b.get("label") != "launch-buttons"]
+
+
 def setup(app):
     app.add_config_value("tvlib_mathjax_dir", "", "html")
+    app.add_config_value("tvlib_no_launch", [], "html")
+    app.connect("html-page-context", _drop_launch_buttons, priority=600)
     app.connect("config-inited", _exclude_paired_sources, priority=900)
     app.connect("config-inited", _use_local_mathjax, priority=900)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
