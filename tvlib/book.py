@@ -4,9 +4,9 @@ Cells that call these are tagged `remove-cell` (they still run, and nbval still 
 page shows prose with the glued values, never the calls:
 
     from tvlib import book
-    book.glue(beta_hat=0.021, verdict_add=verdict)      # {glue:text}`beta_hat:.3f`, {glue:}`verdict_add`
-    book.glue_figure("fig-addition-curves", fig)        # ```{glue:figure} fig-addition-curves
-    book.table(df, {"λ": "{:.1f}", "error": "{:.3f}"})  # one formatted table, no index
+    book.glue(beta_hat=0.021, verdict_add=verdict)  # read by glue:text roles
+    book.glue_figure("fig-addition-curves", fig)    # placed by a glue:figure directive
+    book.table(df, {"lam": "{:.1f}", "error": "{:.3f}"})  # formatted, no index
 """
 
 from __future__ import annotations

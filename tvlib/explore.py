@@ -9,9 +9,10 @@ Moving a control filters the precomputed data, so the figure changes on the stat
     import altair as alt
     from tvlib.explore import explorer
 
-    lam = alt.param(name="lam", value=1.0, bind=alt.binding_range(min=-2, max=3, step=0.2, name="λ "))
-    chart = alt.Chart(df).mark_line().encode(x="alpha:Q", y="error:Q").add_params(lam).transform_filter(
-        alt.datum.lam == lam)
+    slider = alt.binding_range(min=-2, max=3, step=0.2, name="λ ")
+    lam = alt.param(name="lam", value=1.0, bind=slider)
+    chart = (alt.Chart(df).mark_line().encode(x="alpha:Q", y="error:Q")
+             .add_params(lam).transform_filter(alt.datum.lam == lam))
     explorer(chart, alt="Hinge error of the merged model against alpha, for the chosen lambda.")
 """
 

@@ -1,6 +1,6 @@
 """The API reference page: tvlib's docstrings are plain text, so they are made safe for reST first.
 
-Outside literal blocks, reST's markup characters are escaped; a bullet list gets the blank line reST
+Outside literal blocks, reST's markup characters are escaped and $...$ becomes math; a bullet list gets the blank line reST
 needs before it; an indented block after a paragraph becomes a literal block (code examples).
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 _SPECIAL = re.compile(r"([\\|*`])")
+_MATH = re.compile(r"\$([^$\s][^$]*?)\$")  # mathtext in a docstring becomes a :math: role
+_MARK = "\x00{}\x00"
 _TRAILING_UNDERSCORE = re.compile(r"(\w)_(?=\W|$)")  # "x_" would be a hyperlink reference
 
 
@@ -34,7 +36,12 @@ def _safe(lines: list[str]) -> list[str]:
                 literal = True
                 out.append(line)
                 continue
+        maths = _MATH.findall(line)
+        for k, m in enumerate(maths):
+            line = line.replace(f"${m}$", _MARK.format(k), 1)
         text = _TRAILING_UNDERSCORE.sub(r"\1\\_", _SPECIAL.sub(r"\\\1", line))
+        for k, m in enumerate(maths):
+            text = text.replace(_MARK.format(k), f":math:`{m}`")
         if _is_bullet(line) and out and out[-1].strip() and not _is_bullet(out[-1]) and not out[-1].startswith(" "):
             out.append("")
         out.append(text)

@@ -6,7 +6,7 @@
 
   // Text outside scripts and typeset math; `prose` also leaves out code and cell outputs.
   const SKIP_ALWAYS = "script, style, noscript, mjx-container, .MathJax, mjx-assistive-mml, .math";
-  const SKIP_PROSE = SKIP_ALWAYS + ", pre, code, .highlight, .cell_input, .cell_output, .output, textarea";
+  const SKIP_PROSE = SKIP_ALWAYS + ", pre, code, .highlight, .cell_input, .cell_output, .output, textarea, dt.sig";
   function textNodes(skip) {
     const out = [];
     const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);

@@ -3,12 +3,12 @@
 Layout of an output folder (``runs/`` by default)::
 
     runs/
-      <notebook>_<swept values>-<key>/   one folder per finished run (ok or failed)
-        <notebook>.ipynb                 the executed notebook
-        metrics.json                     every scalar the notebook glued with myst_nb.glue
-        manifest.json                    parameters, seeds, versions, git, device, times, status
-        run.log                          the cells' stdout and stderr (and the traceback if failed)
-      .partial-<folder>-<host>-<pid>/    a run in progress (never read by collect)
+      <notebook>_<swept values>-<key>/  a finished run (ok or failed)
+        <notebook>.ipynb                the executed notebook
+        metrics.json                    every scalar glued with myst_nb.glue
+        manifest.json                   parameters, seeds, versions, git, device, times
+        run.log                         the cells' output (and a failure's traceback)
+      .partial-<folder>-<host>-<pid>/   a run in progress (never read by collect)
 
 A run is built in its ``.partial-`` sibling and renamed into place only when its manifest is
 written, so a folder under its final name is always a complete record. ``key`` is a hash of
