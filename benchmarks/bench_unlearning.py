@@ -1,45 +1,48 @@
-"""Time the language-model unlearning experiment (book/unlearning.md) and print its two tables.
+"""Time the unlearning experiment (book/unlearning.md), regenerate its multi-seed table, re-check a row.
 
-    .venv/bin/python tests/bench_unlearning.py                        # the chapter's defaults, tiny model, CPU
-    .venv/bin/python tests/bench_unlearning.py --seed 1 --seed 2      # several seeds, one after the other
-    torchrun --nproc_per_node 4 tests/bench_unlearning.py --model_name microsoft/phi-1_5 --device cuda \\
-        --dtype bfloat16 --base_lr 2e-5 --lr 2e-5 --lora_lr 2e-4 ...  # fine-tuning spread over 4 GPUs
-
-Every field of tvlib.llm.UnlearningParams is an option (lists comma-separated: --lams 0,-0.5,-1).
-Prints wall and CPU time and the peak resident memory of this process (ru_maxrss).
+    .venv/bin/python benchmarks/bench_unlearning.py run [--seed 0 --share 0.8 ...]
+        one run through tvlib.lm (every UnlearningParams field is an option; lists comma-separated):
+        wall and CPU time and peak memory against the chapter's budget (5 minutes on a 2-core CPU)
+    .venv/bin/python benchmarks/bench_unlearning.py table [--shards 2]
+        the one command that regenerates book/data/unlearning-seeds.csv: tvlib-batch runs the chapter
+        over grids/unlearning-seeds.yaml in --shards parallel shards (one CPU thread each), collects
+        the table and writes its manifest; prints the wall time against the budget (60 minutes)
+    .venv/bin/python benchmarks/bench_unlearning.py check --seed 1 --share 0.4
+        re-runs one grid point through tvlib.lm and compares it with its committed row
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 import typing
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+GRID = ROOT / "grids" / "unlearning-seeds.yaml"
+TABLE = ROOT / "book" / "data" / "unlearning-seeds.csv"
+MANIFEST = ROOT / "book" / "data" / "unlearning-seeds-manifest.json"
+OUT = ROOT / "runs" / "unlearning-seeds"
+RUN_BUDGET_S, TABLE_BUDGET_S = 300, 3600
 
-from tvlib import lm as llm  # noqa: E402
 
+def _params(args: dict) -> dict:
+    """UnlearningParams keyword arguments from the command line's strings."""
+    from tvlib import lm as llm
 
-def parse() -> tuple[dict, list[int], int | None]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     hints = typing.get_type_hints(llm.UnlearningParams)
-    for f in dataclasses.fields(llm.UnlearningParams):
-        if f.name == "seed":
-            continue
-        ap.add_argument(f"--{f.name}", default=None, help=f"{hints[f.name]} (default {f.default!r})")
-    ap.add_argument("--seed", type=int, action="append", help="seed (repeat for several runs; default 0)")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
-    args = vars(ap.parse_args())
-    seeds, threads = args.pop("seed") or [0], args.pop("threads")
     kw = {}
     for name, value in args.items():
-        if value is None:
+        if value is None or name not in hints:
             continue
         t = str(hints[name])
         if "tuple" in t:
@@ -47,40 +50,101 @@ def parse() -> tuple[dict, list[int], int | None]:
             kw[name] = [float(v) for v in items] if "float" in t else items
         elif "bool" in t:
             kw[name] = value.lower() in ("1", "true", "yes")
-        elif t.startswith("int") or t == "<class 'int'>":
+        elif t == "<class 'int'>":
             kw[name] = int(value)
-        elif "float" in t:
+        elif t == "<class 'float'>":
             kw[name] = float(value)
         else:
-            kw[name] = None if value in ("None", "none") else value
-    return kw, seeds, threads or None
+            kw[name] = value
+    return kw
+
+
+def bench_run(kw: dict) -> dict:
+    """One run through tvlib.lm; prints its time and key numbers; returns its metrics."""
+    import torch
+
+    from tvlib import lm as llm
+
+    p = llm.UnlearningParams(**kw)
+    torch.set_num_threads(p.threads)
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = llm.run_unlearning(p)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"seed {p.seed}, share {p.share}: wall {wall:.0f} s, CPU {cpu:.0f} s, peak RSS {peak:.0f} MiB, "
+          f"{torch.get_num_threads()} thread(s); budget {RUN_BUDGET_S} s for the chapter")
+    m = res["metrics"]
+    last = len(p.lams) - 1
+    print("  alpha-hat:", {k: round(v, 3) for k, v in m.items() if k.startswith("alpha_")})
+    for vec in llm.VECTORS:
+        rise = {t: round(m[f"nll_{vec}_{t}_{last}"] - m[f"nll_{vec}_{t}_0"], 3) for t in llm.TEXTS}
+        print(f"  loss rise at lam={p.lams[-1]:g}, {vec}: {rise}")
+    return m
+
+
+def bench_table(shards: int) -> None:
+    """Regenerate the multi-seed table with tvlib-batch in parallel shards, collect it, write its manifest."""
+    batch = Path(sys.executable).with_name("tvlib-batch")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([str(batch), "run", str(ROOT / "book" / "unlearning.md"), str(GRID), "--out", str(OUT),
+                               "--shard", f"{i}/{shards}", "--no-progress"], env=env) for i in range(shards)]
+    codes = [proc.wait() for proc in procs]
+    wall = time.perf_counter() - t0
+    subprocess.run([str(batch), "collect", "--out", str(OUT), "--csv", str(TABLE), "--no-figures"], check=True, env=env)
+    write_manifest(OUT, MANIFEST)
+    print(f"table regenerated in {wall / 60:.1f} min with {shards} shards (budget {TABLE_BUDGET_S / 60:.0f} min); "
+          f"shard exit codes {codes} -> {TABLE.relative_to(ROOT)}, {MANIFEST.relative_to(ROOT)}")
+
+
+def write_manifest(out: Path, path: Path) -> None:
+    """One JSON for the committed table: the grid, and per run its parameters, status, times, versions, git."""
+    from tvlib.vectors.io import write_json
+
+    keep = ("parameters", "status", "started", "finished", "wall_s", "hostname", "device", "versions", "git")
+    runs = {}
+    for folder in sorted(out.iterdir()):
+        f = folder / "manifest.json"
+        if folder.name.startswith(".") or not f.is_file():
+            continue
+        m = json.loads(f.read_text())
+        runs[folder.name] = {k: m.get(k) for k in keep}
+    walls = [r["wall_s"] for r in runs.values() if r["wall_s"]]
+    write_json({"grid": str(GRID.relative_to(ROOT)), "notebook": "book/unlearning.md", "n_runs": len(runs),
+                "sum_wall_s": round(sum(walls), 1), "runs": runs}, path, indent=1)
+
+
+def check_row(kw: dict) -> None:
+    """Re-run one grid point and print its largest differences from the committed row."""
+    import pandas as pd
+
+    from tvlib.lm import study
+
+    m = bench_run(kw)
+    row = study.committed_row(pd.read_csv(TABLE), kw.get("seed", 0), kw.get("share", 0.8))
+    if row is None:
+        sys.exit(f"no committed row for seed {kw.get('seed', 0)}, share {kw.get('share', 0.8)} in {TABLE}")
+    diff = study.row_differences(row, m)
+    print("largest differences from the committed row:", dict(list(diff.items())[:5]))
 
 
 def main() -> None:
-    kw, seeds, threads = parse()
-    if threads:
-        torch.set_num_threads(threads)
-    for seed in seeds:
-        p = llm.UnlearningParams(**{"progress": False, **kw, "seed": seed})
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = llm.run_unlearning(p)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        if int(os.environ.get("RANK", 0)) != 0:
-            continue
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        print(f"seed {seed}: wall {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {peak:.0f} MiB, "
-              f"torch threads {torch.get_num_threads()}")
-        if torch.cuda.is_available() and p.device != "cpu":
-            print(f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-        a = res["alpha_hat"]
-        if a:
-            print("  alpha-hat", {k: {t: round(v, 3) for t, v in d.items()} for k, d in a.items()})
-        for kind in ("full", "lora"):
-            print(f"  {kind}: Rouge-L")
-            print(llm.results_table(res, kind).round(3).to_string().replace("\n", "\n    ").join(["    ", ""]))
-            print(f"  {kind}: mean token loss (nats)")
-            print(llm.results_table(res, kind, "nll").round(3).to_string().replace("\n", "\n    ").join(["    ", ""]))
-        sys.stdout.flush()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", nargs="?", default="run", choices=["run", "table", "check"])
+    ap.add_argument("--shards", type=int, default=2, help="table: parallel shards (default 2, one per core)")
+    from tvlib import lm as llm
+
+    for f in dataclasses.fields(llm.UnlearningParams):
+        ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default!r}")
+    args = vars(ap.parse_args())
+    command, shards = args.pop("command"), args.pop("shards")
+    kw = _params(args)
+    if command == "table":
+        bench_table(shards)
+    elif command == "check":
+        check_row({"device": "cpu", **kw})
+    else:
+        bench_run(kw)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The paper's language-model experiment (Section 6): unlearn a text from a causal LM by negating its task vector.
 
-Psi = Psi0' + lam * dPsi_forget, with Psi0' a base that knows the forget, aligned and less aligned
-texts, dPsi_forget the full-rank or LoRA task vector of fine-tuning Psi0' on the forget text, and
-Rouge-L of greedy continuations (plus the mean token loss) measured on each text along the lam grid.
-The default model is a small PhiForCausalLM trained here from scratch with a locally trained
-byte-level BPE tokenizer; any causal LM on the local disk (e.g. `microsoft/phi-1_5`) takes the
-same code path. Parameters: tvlib.lm.params.UnlearningParams.
+Psi = Psi0' + lam * dPsi, with Psi0' a base that knows the forget, aligned and less aligned texts.
+The vectors negated (`VECTORS`): the forget text's full-rank task vector ("full"), its LoRA vector on
+the attention and MLP projections ("lora") and with the embeddings and output layer among the
+targets ("lora_emb"); two controls: a random direction with the full vector's per-tensor norms
+("random") and each other text's own vector ("own_aligned", "own_less_aligned"). On each text the
+mean token loss is measured along the whole lam grid; Rouge-L of greedy continuations along the grid
+for "full" and "lora" (the paper's Tables 3 and 4), at the last lam for the others.
+`run_metrics` flattens one run into named scalars: one row of the chapter's multi-seed table.
+Parameters: tvlib.lm.params.UnlearningParams.
 """
 
 from __future__ import annotations
@@ -20,64 +23,45 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import paper
 from ..vectors.device import resolve_device, resolve_dtype
 from ..vectors.io import write_json
-from .hf import (
-    chunk,
-    finetune_full,
-    finetune_lora,
-    tiny_config,
-    train_lm,
-    train_tokenizer,
-)
-from .metrics import (
-    EvalSet,
-    draw_prompts,
-    negation_sweep,
-    output_alpha_hat,
-    relative_drop,
-)
-from .params import TEXTS, TINY, UnlearningParams
+from ..vectors.task_vector import TaskVector
+from .controls import embedding_share, norm_matched_random, restrict, split
+from .hf import chunk, finetune_full, finetune_lora, train_lm, train_tokenizer
+from .metrics import EvalSet, draw_prompts, evaluate, output_alpha_hat
+from .params import PHI15_SHAPED, TEXTS, UnlearningParams
 from .texts import make_texts, ngram_overlap
 
 __all__ = [
-    "load_texts",
-    "load_model",
-    "make_eval_sets",
-    "results_table",
-    "compare_table",
-    "Experiment",
-    "prepare",
-    "train_base",
-    "forget_vectors",
-    "measure_alpha",
-    "sweep",
-    "summarize",
-    "save_results",
-    "run_unlearning",
+    "VECTORS", "ROUGE_ALONG_GRID", "OTHERS", "load_texts", "load_model", "make_eval_sets", "Experiment", "prepare",
+    "train_base", "task_vectors", "measure_alpha", "sweep", "run_metrics", "run_unlearning",
 ]
+
+#: the vectors negated, by role: the forget text's (full, LoRA, LoRA with embeddings) and the controls
+VECTORS = ("full", "lora", "lora_emb", "random", "own_aligned", "own_less_aligned")
+#: vectors whose Rouge-L is measured along the whole lam grid (the others: at lam = 0 and the last lam)
+ROUGE_ALONG_GRID = ("full", "lora")
+#: the texts other than the forget text
+OTHERS = ("aligned", "less_aligned")
 
 
 def load_texts(p: UnlearningParams) -> dict[str, str]:
-    """The three texts: read from the given paths, or generated from (seed, share, n_sentences)."""
+    """The three texts: read from the given paths, or generated from (seed, share, less_share, n_sentences)."""
     if all(v is None for v in p.paths().values()):
-        return make_texts(seed=p.seed, share=p.share, n_sentences=p.n_sentences)
+        return make_texts(seed=p.seed, share=p.share, less_share=p.less_share, n_sentences=p.n_sentences)
     return {name: Path(path).read_text(encoding="utf-8") for name, path in p.paths().items()}  # type: ignore[arg-type]
 
 
 def load_model(p: UnlearningParams, texts: Mapping[str, str]) -> tuple[nn.Module, Any]:
-    """(model in float32 on the device, tokenizer): the tiny model built from scratch, or `model_name` from disk."""
+    """(model in float32 on the device, tokenizer): a random-init Phi (tiny or Phi-1.5-shaped), or `model_name`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, PhiForCausalLM
 
     device = resolve_device(p.device)
-    if p.is_tiny:
+    if p.is_tiny or p.model_name == PHI15_SHAPED:
         tokenizer = train_tokenizer([texts[k] for k in TEXTS], p.vocab_size)
-        config = tiny_config(len(tokenizer), hidden_size=p.hidden_size, num_layers=p.num_layers,
-                             num_heads=p.num_heads, block_size=max(p.block_size, p.prompt_len + p.cont_len))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(p.seed)
-            model = PhiForCausalLM(config)
+            model = PhiForCausalLM(p.random_config(len(tokenizer)))
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(p.model_name, local_files_only=True)
@@ -99,33 +83,6 @@ def make_eval_sets(ids: Mapping[str, Tensor], tokenizer: Any, p: UnlearningParam
         refs = [tokenizer.decode(x[s + p.prompt_len:s + p.prompt_len + p.cont_len]) for s in starts]
         out[name] = EvalSet(prompts, refs, chunk(x, p.block_size, p.block_size))
     return out
-
-
-def results_table(results: Mapping[str, Any], kind: str = "full", metric: str = "rouge_l"):
-    """A pandas DataFrame in the layout of the paper's Tables 3 (kind="full") and 4 (kind="lora")."""
-    import pandas as pd
-
-    sweep = results[kind]
-    cols = [f"λ={lam:g}" for lam in results["lams"]]
-    df = pd.DataFrame({name: vals for name, vals in sweep[metric].items()}, index=cols).T
-    if metric == "rouge_l":
-        df["drop %"] = [sweep["drop_percent"][k] for k in df.index]
-    return df
-
-
-def compare_table(results: Mapping[str, Any], kind: str = "full"):
-    """Our Rouge-L table next to the paper's (Table 3 for kind="full", 4 for "lora"), rows interleaved."""
-    import pandas as pd
-
-    ours = results_table(results, kind)
-    rows = []
-    for name in TEXTS:
-        rows.append(pd.Series(ours.loc[name].to_numpy(), name=f"{name} (here)"))
-        ref = paper.UNLEARNING_ROUGE_L[kind][name]
-        vals = [ref[paper.UNLEARNING_LAMS.index(lam)] if lam in paper.UNLEARNING_LAMS else float("nan")
-                for lam in results["lams"]]
-        rows.append(pd.Series(vals + [100.0 * relative_drop(ref)], name=f"{paper.UNLEARNING_NAMES[name]} (paper)"))
-    return pd.DataFrame(rows).set_axis(ours.columns, axis=1)
 
 
 @dataclass
@@ -172,7 +129,7 @@ def prepare(p: UnlearningParams) -> Experiment:
 
 
 def train_base(ex: Experiment) -> None:
-    """Psi0': the model trained on all three texts (from scratch for the tiny model); kept as ex.base_state."""
+    """Psi0': the model trained on all three texts (from scratch for a random-init model); kept as ex.base_state."""
     p = ex.params
     blocks = torch.cat([ex.train_blocks[k] for k in TEXTS])
     ex.logs["base"] = train_lm(ex.model, blocks, epochs=p.base_epochs, lr=p.base_lr, batch_size=p.batch_size,
@@ -180,84 +137,122 @@ def train_base(ex: Experiment) -> None:
     ex.base_state = {k: v.detach().clone() for k, v in ex.model.state_dict().items()}
 
 
-def forget_vectors(ex: Experiment) -> tuple[Any, Any]:
-    """dPsi_forget, full-rank and LoRA: Psi0' fine-tuned on the forget text (losses logged in ex.logs)."""
-    blocks = ex.train_blocks["forget"]
-    full, ex.logs["forget"] = finetune_full(ex.model, ex.base_state, blocks, **ex.train_kw())
-    lora, ex.logs["forget_lora"] = finetune_lora(ex.model, ex.base_state, blocks, **ex.train_kw(lora=True))
-    return full, lora
+def task_vectors(ex: Experiment) -> dict[str, TaskVector]:
+    """Psi0' fine-tuned on one text, as task vectors (on the CPU), by role in `VECTORS`.
+
+    forget full rank, LoRA and LoRA with the embeddings; the random control; each other text's own vector.
+    Training losses are logged in ex.logs under the same names.
+    """
+    p, blocks = ex.params, ex.train_blocks
+    out: dict[str, TaskVector] = {}
+    out["full"], ex.logs["full"] = finetune_full(ex.model, ex.base_state, blocks["forget"], **ex.train_kw())
+    out["lora"], ex.logs["lora"] = finetune_lora(ex.model, ex.base_state, blocks["forget"], **ex.train_kw(lora=True))
+    kw = {**ex.train_kw(lora=True), "targets": tuple(p.lora_targets) + tuple(p.lora_emb_targets)}
+    out["lora_emb"], ex.logs["lora_emb"] = finetune_lora(ex.model, ex.base_state, blocks["forget"], **kw)
+    out["random"] = norm_matched_random(out["full"], seed=p.seed)
+    for name in OTHERS:
+        out[f"own_{name}"], ex.logs[f"own_{name}"] = finetune_full(ex.model, ex.base_state, blocks[name],
+                                                                   **ex.train_kw())
+    return out
 
 
-def measure_alpha(ex: Experiment, forget: Any) -> dict[str, dict[str, float]]:
-    """alpha-hat of the aligned and less aligned texts to the forget text (three estimators, see the chapter).
+def measure_alpha(ex: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[str, float]]:
+    """alpha-hat of the aligned and less aligned texts to the forget text, by four estimators.
 
-    "task_vector": cosine of dPsi_forget and dPsi_other (Psi0' fine-tuned on each text, same recipe);
-    "output" / "output_delta": output_alpha_hat on n_alpha_blocks blocks of each of the three texts.
+    "tv": cosine of the full-rank task vectors (Psi0' fine-tuned on each text, same recipe);
+    "blocks": the same without the token embeddings and the output layer; "out" / "out_delta": the
+    paper's mean output cosine of the fine-tuned models, on their logits and on their logit changes
+    relative to Psi0', over n_alpha_blocks blocks of each of the three texts.
     """
     p = ex.params
-    vectors = {"forget": forget}
-    for name in ("aligned", "less_aligned"):
-        vectors[name], ex.logs[name] = finetune_full(ex.model, ex.base_state, ex.train_blocks[name], **ex.train_kw())
+    forget = vectors["full"]
+    others = {k: vectors[f"own_{k}"] for k in OTHERS}
     g = torch.Generator().manual_seed(p.seed)
     inputs = torch.cat([b[torch.randperm(len(b), generator=g)[: p.n_alpha_blocks]]
                         for b in (ex.evals[k].blocks for k in TEXTS)])
-    out = output_alpha_hat(ex.model, ex.base_state, vectors, inputs, dtype=ex.dtype)
-    tv = {k: float(forget.cosine(vectors[k])) for k in ("aligned", "less_aligned")}
-    return {"task_vector": tv, **out}
-
-
-def sweep(ex: Experiment, task_vector: Any, desc: str = "sweep") -> dict[str, Any]:
-    """negation_sweep of Psi0' + lam * task_vector over the parameters' lam grid, on all three texts."""
-    p = ex.params
-    return negation_sweep(ex.model, ex.tokenizer, ex.base_state, task_vector, p.lams, ex.evals,
-                          cont_len=p.cont_len, dtype=ex.dtype, progress=p.progress, desc=desc)
-
-
-def _restricted_cosine(full: Any, low: Any) -> float:
-    """Cosine of two task vectors over the tensors of the second (the LoRA-targeted weights)."""
-    return float(type(full)({k: full.deltas[k] for k in low.deltas}).cosine(low))
-
-
-def summarize(ex: Experiment, full: Any, lora: Any, alpha: dict | None, sweeps: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters, data sizes, alpha-hat, both sweeps ("full", "lora") and training logs as one JSON-ready dict."""
-    p = ex.params
-    params = asdict(p)
-    params["lora_targets"], params["lams"] = list(p.lora_targets), list(p.lams)
+    out = output_alpha_hat(ex.model, ex.base_state, {"forget": forget, **others}, inputs, dtype=ex.dtype)
+    _, forget_blocks = split(forget)
     return {
-        "params": params,
-        "model": {"name": p.model_name or TINY, "n_parameters": sum(t.numel() for t in ex.model.parameters())},
-        "texts": {k: {"n_tokens": len(ex.ids[k]), "n_chars": len(ex.texts[k]),
-                      "source": p.paths()[k] or "generated"} for k in TEXTS},
-        "ngram_overlap": {k: ngram_overlap(ex.texts["forget"], ex.texts[k]) for k in ("aligned", "less_aligned")},
-        "alpha_hat": alpha,
-        "lams": list(p.lams),
-        "full": sweeps["full"],
-        "lora": sweeps["lora"],
-        "task_vectors": {"full_norm": float(full.norm()), "lora_norm": float(lora.norm()),
-                         "cosine_full_lora": _restricted_cosine(full, lora)},
-        "training_loss": dict(ex.logs),
-        "prompt": {k: ex.tokenizer.decode(ex.evals[k].prompts[0]) for k in TEXTS},
-        "reference": {k: ex.evals[k].references[0] for k in TEXTS},
+        "tv": {k: float(forget.cosine(v)) for k, v in others.items()},
+        "blocks": {k: float(forget_blocks.cosine(split(v)[1])) for k, v in others.items()},
+        "out": out["output"],
+        "out_delta": out["output_delta"],
     }
 
 
-def save_results(results: Mapping[str, Any], output_dir: str | os.PathLike) -> Path | None:
-    """Write results to output_dir/unlearning.json atomically (only on the main process); the path."""
-    if int(os.environ.get("RANK", 0)) != 0:
-        return None
-    return write_json(results, Path(output_dir) / "unlearning.json")
+def sweep(ex: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Psi0' + lam * vector on every text, for every vector of `VECTORS` and lam of the grid (model edited in place).
+
+    Returns {vector: {"nll" | "rouge_l" | "rouge_l_se": {text: [value per lam]}, "example": {text: [...]}}};
+    Rouge-L is NaN where it is not measured. lam = 0 is Psi0' itself, evaluated once.
+    """
+    p = ex.params
+    lams = [float(x) for x in p.lams]
+    kw = dict(cont_len=p.cont_len, dtype=ex.dtype)
+    ex.model.load_state_dict(ex.base_state)
+    base = evaluate(ex.model, ex.tokenizer, ex.evals, rouge=True, **kw)
+    out: dict[str, Any] = {}
+    for name in VECTORS:
+        ex.model.load_state_dict(ex.base_state)  # a vector may cover only some tensors
+        res = {m: {t: [] for t in TEXTS} for m in ("nll", "rouge_l", "rouge_l_se", "example")}
+        for i, lam in enumerate(lams):
+            rouge = i == 0 or name in ROUGE_ALONG_GRID or i == len(lams) - 1
+            if lam == 0.0:
+                point = base
+            else:
+                vectors[name].apply_(ex.model, lam, base=ex.base_state)
+                point = evaluate(ex.model, ex.tokenizer, ex.evals, rouge=rouge, **kw)
+            for t in TEXTS:
+                res["nll"][t].append(point[t]["nll"])
+                for m in ("rouge_l", "rouge_l_se"):
+                    res[m][t].append(point[t].get(m, float("nan")) if rouge else float("nan"))
+                res["example"][t].append(point[t].get("example", ""))
+        out[name] = res
+    ex.model.load_state_dict(ex.base_state)
+    return out
 
 
-def run_unlearning(p: UnlearningParams, *, write: bool = True) -> dict[str, Any]:
-    """The whole experiment for validated parameters; the results dict (also saved as JSON if `write`)."""
+def run_metrics(ex: Experiment, vectors: Mapping[str, TaskVector], alpha: Mapping[str, Mapping[str, float]],
+                sweeps: Mapping[str, Any]) -> dict[str, float]:
+    """One run as named scalars (the columns of the multi-seed table); NaN-free: unmeasured points are left out.
+
+    alpha_<estimator>_<text>; emb_share (of ||dPsi_forget||^2); norm_<vector>; cos_full_lora (on the
+    LoRA-targeted weights); overlap_<text> (word trigrams shared with the forget text);
+    nll_<vector>_<text>_<i> and rouge_<vector>_<text>_<i> at lam index i; train_<vector> (last training loss).
+    """
+    m: dict[str, float] = {}
+    for est, by_text in alpha.items():
+        m.update({f"alpha_{est}_{t}": float(v) for t, v in by_text.items()})
+    full = vectors["full"]
+    m["emb_share"] = embedding_share(full)
+    m.update({f"norm_{k}": float(vectors[k].norm()) for k in ("full", "lora", "lora_emb")})
+    m["cos_full_lora"] = float(restrict(full, vectors["lora"].keys()).cosine(vectors["lora"]))
+    m["norm_full_on_lora"] = float(restrict(full, vectors["lora"].keys()).norm())
+    m.update({f"overlap_{t}": ngram_overlap(ex.texts["forget"], ex.texts[t]) for t in OTHERS})
+    for name, res in sweeps.items():
+        for t in TEXTS:
+            for i, (nll, r) in enumerate(zip(res["nll"][t], res["rouge_l"][t])):
+                m[f"nll_{name}_{t}_{i}"] = float(nll)
+                if r == r:  # measured (not NaN)
+                    m[f"rouge_{name}_{t}_{i}"] = float(r)
+    m.update({f"train_{k}": float(v[-1]) for k, v in ex.logs.items() if v})
+    return m
+
+
+def run_unlearning(p: UnlearningParams, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The whole experiment for validated parameters: {"params", "metrics", "sweeps", "alpha", "logs", "seconds"}.
+
+    With output_dir, also written to output_dir/unlearning.json (by the main process only).
+    """
     t0 = time.perf_counter()
     ex = prepare(p)
     train_base(ex)
-    full, lora = forget_vectors(ex)
-    alpha = measure_alpha(ex, full) if p.measure_alpha else None
-    sweeps = {"full": sweep(ex, full, "full-rank sweep"), "lora": sweep(ex, lora, "LoRA sweep")}
-    results = summarize(ex, full, lora, alpha, sweeps)
-    results["seconds"] = time.perf_counter() - t0
-    if write:
-        save_results(results, p.output_dir)
+    vectors = task_vectors(ex)
+    alpha = measure_alpha(ex, vectors)
+    sweeps = sweep(ex, vectors)
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(p).items()}
+    results = {"params": params, "metrics": run_metrics(ex, vectors, alpha, sweeps), "sweeps": sweeps,
+               "alpha": alpha, "logs": dict(ex.logs), "seconds": time.perf_counter() - t0}
+    if output_dir is not None and int(os.environ.get("RANK", 0)) == 0:
+        write_json(results, Path(output_dir) / "unlearning.json")
     return results

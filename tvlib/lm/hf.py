@@ -21,9 +21,13 @@ from torch import Tensor, nn
 from ..vectors.device import resolve_device
 from ..vectors.task_vector import TaskVector
 
-__all__ = ["PHI_LINEARS", "train_tokenizer", "tiny_config", "chunk", "train_lm", "finetune_full", "finetune_lora"]
+__all__ = ["PHI_LINEARS", "PHI_EMBEDDINGS", "train_tokenizer", "tiny_config", "phi15_config", "chunk", "train_lm",
+           "finetune_full", "finetune_lora"]
 
+#: the linear layers of a Phi block (attention and MLP projections): LoRA's usual targets
 PHI_LINEARS = ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")
+#: Phi's token embeddings and output layer, which a LoRA can target too
+PHI_EMBEDDINGS = ("embed_tokens", "lm_head")
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int):
@@ -49,6 +53,15 @@ def tiny_config(vocab_size: int, *, hidden_size: int = 128, num_layers: int = 2,
     return PhiConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=4 * hidden_size,
                      num_hidden_layers=num_layers, num_attention_heads=num_heads,
                      max_position_embeddings=max(block_size, 128), bos_token_id=0, eos_token_id=0, pad_token_id=0)
+
+
+def phi15_config(block_size: int = 2048):
+    """PhiConfig at Phi-1.5's dimensions (1.4 B parameters: width 2048, 24 layers, 32 heads, vocabulary 51200)."""
+    from transformers import PhiConfig
+
+    return PhiConfig(vocab_size=51200, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
+                     num_attention_heads=32, max_position_embeddings=max(block_size, 2048), bos_token_id=0,
+                     eos_token_id=0, pad_token_id=0)
 
 
 def chunk(ids: Sequence[int] | Tensor, block_size: int, stride: int) -> Tensor:
@@ -130,7 +143,6 @@ def finetune_lora(model: nn.Module, base_state: Mapping[str, Tensor], blocks: Te
                   dtype: str = "float32", device: str = "auto", progress: bool = False):
     """LoRA task vector (dW = scale * B @ A on the base's weight names) of fine-tuning Psi0' on the blocks."""
     from peft import LoraConfig, get_peft_model
-
 
     model.load_state_dict(base_state)
     trainable = {n: q.requires_grad for n, q in model.named_parameters()}

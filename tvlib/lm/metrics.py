@@ -1,8 +1,14 @@
-"""Metrics of the language-model experiment: Rouge-L of greedy continuations, mean token loss, alpha-hat."""
+"""Metrics of the language-model experiment: Rouge-L of greedy continuations, mean token loss, alpha-hat.
+
+Rouge-L F1 is computed here, with the tokenisation and formula of Google's `rouge-score` package
+(lower-case, alphanumeric tokens, no stemming; F1 of the longest common subsequence), so the
+experiment runs where that package is not installed; tests/test_llm.py checks the two agree.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-__all__ = ["draw_prompts", "EvalSet", "rouge_l", "mean_nll", "output_alpha_hat", "negation_sweep", "relative_drop"]
+__all__ = ["draw_prompts", "EvalSet", "rouge_l_f1", "rouge_l", "mean_nll", "output_alpha_hat", "evaluate",
+           "relative_drop"]
 
 
 def draw_prompts(n_tokens: int, *, n_prompts: int, prompt_len: int, cont_len: int, seed: int) -> np.ndarray:
@@ -37,11 +43,30 @@ def _autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"\s+", re.sub(r"[^a-z0-9]+", " ", text.lower())) if t]
+
+
+def rouge_l_f1(reference: str, candidate: str) -> float:
+    """Rouge-L F1 of a candidate against a reference, as rouge-score computes it without stemming."""
+    ref, can = _tokens(reference), _tokens(candidate)
+    if not ref or not can:
+        return 0.0
+    prev = [0] * (len(can) + 1)
+    for r in ref:  # longest common subsequence, one row at a time
+        cur = [0]
+        for j, c in enumerate(can):
+            cur.append(prev[j] + 1 if r == c else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    precision, recall = lcs / len(can), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall) if lcs else 0.0
+
+
 @torch.no_grad()
 def rouge_l(model: nn.Module, tokenizer: Any, ev: EvalSet, *, cont_len: int, batch_size: int = 32,
             dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, list[str]]:
     """Rouge-L F1 of each prompt's greedy continuation against its reference, and the continuations."""
-    from rouge_score import rouge_scorer
     from transformers import GenerationConfig
 
     device = next(model.parameters()).device
@@ -53,9 +78,7 @@ def rouge_l(model: nn.Module, tokenizer: Any, ev: EvalSet, *, cont_len: int, bat
         with _autocast(device, dtype):
             seq = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), generation_config=gen)
         outs += tokenizer.batch_decode(seq[:, batch.shape[1]:].cpu())
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
-    scores = [scorer.score(ref, out)["rougeL"].fmeasure for ref, out in zip(ev.references, outs)]
-    return np.asarray(scores), outs
+    return np.asarray([rouge_l_f1(ref, out) for ref, out in zip(ev.references, outs)]), outs
 
 
 @torch.no_grad()
@@ -110,25 +133,18 @@ def output_alpha_hat(model: nn.Module, base_state: Mapping[str, Tensor], vectors
             "output_delta": {k: s[1] / count for k, s in sums.items()}}
 
 
-def negation_sweep(model: nn.Module, tokenizer: Any, base_state: Mapping[str, Tensor], task_vector: Any,
-                   lams: Sequence[float], evals: Mapping[str, EvalSet], *, cont_len: int,
-                   dtype: torch.dtype = torch.float32, progress: bool = False, desc: str = "sweep") -> dict[str, Any]:
-    """Rouge-L and mean token loss on every text for Psi0' + lam * dPsi, lam along the grid (model edited in place)."""
-    rouge = {k: [] for k in evals}
-    rouge_se = {k: [] for k in evals}
-    nll = {k: [] for k in evals}
-    examples = {k: [] for k in evals}
-    for lam in tqdm(lams, desc=desc, disable=not progress):
-        task_vector.apply_(model, float(lam), base=base_state)
-        for name, ev in evals.items():
-            r, outs = rouge_l(model, tokenizer, ev, cont_len=cont_len, dtype=dtype)
-            rouge[name].append(float(r.mean()))
-            rouge_se[name].append(float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("nan"))
-            nll[name].append(mean_nll(model, ev.blocks, dtype=dtype))
-            examples[name].append(outs[0])
-    task_vector.apply_(model, 0.0, base=base_state)
-    return {"rouge_l": rouge, "rouge_l_se": rouge_se, "nll": nll,
-            "drop_percent": {k: 100.0 * relative_drop(v) for k, v in rouge.items()}, "examples": examples}
+def evaluate(model: nn.Module, tokenizer: Any, evals: Mapping[str, EvalSet], *, cont_len: int,
+             rouge: bool = True, dtype: torch.dtype = torch.float32) -> dict[str, dict[str, Any]]:
+    """The model as it is, on every text: mean token loss, and (if `rouge`) Rouge-L mean, its SE and one example."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, ev in evals.items():
+        res: dict[str, Any] = {"nll": mean_nll(model, ev.blocks, dtype=dtype)}
+        if rouge:
+            r, texts = rouge_l(model, tokenizer, ev, cont_len=cont_len, dtype=dtype)
+            res.update(rouge_l=float(r.mean()), example=texts[0],
+                       rouge_l_se=float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else float("nan"))
+        out[name] = res
+    return out
 
 
 def relative_drop(values: Sequence[float]) -> float:
@@ -136,6 +152,3 @@ def relative_drop(values: Sequence[float]) -> float:
     if values[0] == 0:
         return float("nan")
     return (values[0] - values[-1]) / values[0]
-
-
-# Tables 3 and 4 of the paper (Phi-1.5, Rouge-L): rows HP1 (forget), HP2 (aligned), PP (less aligned)

@@ -3,8 +3,9 @@
 The forget and aligned texts are told in the same invented world (a school of magic: characters,
 places, objects and sentence templates); `share` is the fraction of every vocabulary and of the
 sentence templates that the aligned text takes from the forget text's world, the rest coming from
-a fresh world of the same genre. The less aligned text is a novel of manners with its own
-vocabulary and style. Everything is drawn from a seeded numpy Generator.
+a fresh world of the same genre. The less aligned text is a novel of manners with its own sentence
+templates and style; `less_share` is the fraction of the forget world's names, places and words it
+borrows (its sentences stay its own). Everything is drawn from a seeded numpy Generator.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-__all__ = ["World", "fantasy_world", "manners_world", "mix_worlds", "generate_text", "make_texts", "ngram_overlap"]
+__all__ = ["World", "fantasy_world", "manners_world", "mix_worlds", "borrow_words", "generate_text", "make_texts",
+           "ngram_overlap"]
 
 # ------------------------------------------------------------------------- fantasy (forget, aligned)
 
@@ -240,6 +242,30 @@ def mix_worlds(a: World, b: World, share: float, seed: int) -> World:
     return replace(a, **mixed)
 
 
+#: the fields a world borrows from another: names, places and words (its sentence templates stay its own)
+BORROWABLE = ("characters", "places", "objects", "verbs", "adjectives", "times")
+
+
+def borrow_words(world: World, donor: World, share: float, seed: int) -> World:
+    """`world` with round(share * n) of its names, places and words replaced by the donor's (templates kept)."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share={share}: expected a fraction in [0, 1]")
+    rng = np.random.default_rng([seed, 31])
+    out: dict[str, tuple[str, ...]] = {}
+    pronouns = list(world.pronouns)
+    for name in BORROWABLE:
+        own, given = list(getattr(world, name)), getattr(donor, name)
+        k = int(round(share * min(len(own), len(given))))
+        slots = rng.choice(len(own), k, replace=False).tolist()
+        picks = rng.choice(len(given), k, replace=False).tolist()
+        for i, j in zip(slots, picks):
+            own[i] = given[j]
+            if name == "characters":
+                pronouns[i] = donor.pronouns[j]
+        out[name] = tuple(own)
+    return replace(world, pronouns=tuple(pronouns), **out)
+
+
 def _sentence(world: World, rng: np.random.Generator, hero: int) -> str:
     """One sentence: a random template of `world` with its slots filled; `hero` is the paragraph's main character."""
     template = world.templates[rng.integers(len(world.templates))]
@@ -286,16 +312,19 @@ def generate_text(world: World, n_sentences: int, seed: int, *, title: str = "")
     return "\n\n".join(head + paragraphs) + "\n"
 
 
-def make_texts(*, seed: int = 0, share: float = 0.5, n_sentences: int = 300) -> dict[str, str]:
+def make_texts(*, seed: int = 0, share: float = 0.5, less_share: float = 0.0,
+               n_sentences: int = 300) -> dict[str, str]:
     """The forget, aligned and less aligned texts ({"forget", "aligned", "less_aligned"}) for one seed."""
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"share={share}: expected a fraction in [0, 1]")
+    for name, value in (("share", share), ("less_share", less_share)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value}: expected a fraction in [0, 1]")
     forget_world = fantasy_world(seed, half=0)
     aligned_world = mix_worlds(forget_world, fantasy_world(seed, half=1), share, seed)
+    less_world = borrow_words(manners_world(seed), forget_world, less_share, seed)
     return {
         "forget": generate_text(forget_world, n_sentences, seed, title="The Silver Key"),
         "aligned": generate_text(aligned_world, n_sentences, seed + 1, title="The Hollow Stair"),
-        "less_aligned": generate_text(manners_world(seed), n_sentences, seed + 2, title="A Sensible Match"),
+        "less_aligned": generate_text(less_world, n_sentences, seed + 2, title="A Sensible Match"),
     }
 
 
