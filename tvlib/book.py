@@ -46,7 +46,7 @@ def glue(**values: Any) -> None:
 
 
 def glue_figure(name: str, fig: Any) -> None:
-    """Glue a matplotlib figure (or any displayable, e.g. a tvlib.explore.Explorer) for a {glue:figure}."""
+    """Glue a matplotlib figure (or any displayable, e.g. a tvlib.explore.Explorer) for a glue:figure directive."""
     from myst_nb import glue as _glue
 
     _glue(name, fig, display=False)

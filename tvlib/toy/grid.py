@@ -231,7 +231,9 @@ def merged_outputs(
     batched: bool = True,
     device: str | torch.device = "cpu",
 ) -> Tensor:
-    """Outputs (G, C, n) of Psi0_g + sum_k lam_{c,k} dPsi_{g,k} on group g's inputs X[g] ((G, n, P, d) or shared (n, P, d)).
+    """Outputs (G, C, n) of Psi0_g + sum_k lam_{c,k} dPsi_{g,k}.
+
+    Inputs X are (G, n, P, d), one set per group, or (n, P, d), shared.
 
     Evaluated on `device` in chunks of replicas whose activations stay below about `max_bytes`;
     batched=False evaluates one merged model at a time (same numbers up to rounding). Returns CPU outputs.
