@@ -1,23 +1,32 @@
-"""Tests of the language-model experiment: text generator, tokenizer, parameter checks, negation sweep, results."""
+"""Tests of the language-model experiment: texts, tokenizer, parameters, controls, sweep, the multi-seed table."""
 
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from tvlib import lm as llm
-from tvlib import paper
-from tvlib.vectors.io import write_json
+from tvlib.lm import study
+from tvlib.lm.texts import (
+    borrow_words,
+    fantasy_world,
+    make_texts,
+    manners_world,
+    mix_worlds,
+    ngram_overlap,
+)
 from tvlib.vectors import TaskVector
-from tvlib.lm.texts import fantasy_world, make_texts, mix_worlds, ngram_overlap
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # sizes small enough for a test, large enough to learn something
 TINY = dict(n_sentences=40, vocab_size=320, hidden_size=32, num_layers=1, num_heads=2, block_size=32, stride=16,
             batch_size=8, base_epochs=3.0, base_lr=1e-2, epochs=1.0, lora_epochs=1.0, lora_rank=2, lora_alpha=4.0,
             n_prompts=4, prompt_len=8, cont_len=8, n_alpha_blocks=2, lams=(0.0, -1.0), device="cpu",
             progress=False)
-
 
 
 # ---------------------------------------------------------------- text generator
@@ -49,6 +58,18 @@ def test_mix_worlds_takes_the_requested_fraction():
     assert mix_worlds(a, b, 1.0, seed=0).characters == a.characters
     with pytest.raises(ValueError, match="share"):
         mix_worlds(a, b, 1.5, seed=0)
+
+
+def test_less_share_borrows_names_and_words_but_not_sentences():
+    forget, manners = fantasy_world(0, half=0), manners_world(0)
+    assert borrow_words(manners, forget, 0.0, seed=0) == manners
+    full = borrow_words(manners, forget, 1.0, seed=0)
+    assert set(full.characters) == set(forget.characters) and full.templates == manners.templates
+    half = borrow_words(manners, forget, 0.5, seed=0)
+    assert len(set(half.characters) & set(forget.characters)) == 6
+    overlaps = [ngram_overlap(t["forget"], t["less_aligned"])
+                for t in (make_texts(seed=0, less_share=q, n_sentences=150) for q in (0.0, 0.5, 1.0))]
+    assert overlaps[0] < overlaps[1] < overlaps[2]
 
 
 def test_generated_text_names_only_its_world():
@@ -104,6 +125,9 @@ def test_chunk_and_prompts():
         (dict(n_prompts=0), ValueError, "n_prompts"),
         (dict(epochs=-1), ValueError, "epochs"),
         (dict(stride=64, block_size=32), ValueError, "stride"),
+        (dict(lams=[-1.0, 0.0]), ValueError, "lams"),
+        (dict(lora_emb_targets=["no_such_layer"]), ValueError, "lora_emb_targets"),
+        (dict(less_share=-0.1), ValueError, "less_share"),
         (dict(no_such_parameter=1), TypeError, "no_such_parameter"),
     ],
 )
@@ -118,13 +142,13 @@ def test_params_checks_the_text_files(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
     with pytest.raises(FileNotFoundError, match="aligned_path"):
-        llm.UnlearningParams(forget_path=str(good), aligned_path=str(tmp_path / "missing.txt"),
-                            less_aligned_path=str(good))
+        llm.UnlearningParams(**TINY, forget_path=str(good), aligned_path=str(tmp_path / "missing.txt"),
+                             less_aligned_path=str(good))
     with pytest.raises(ValueError, match="less_aligned_path"):
-        llm.UnlearningParams(forget_path=str(good), aligned_path=str(good), less_aligned_path=str(empty))
+        llm.UnlearningParams(**TINY, forget_path=str(good), aligned_path=str(good), less_aligned_path=str(empty))
     with pytest.raises(ValueError, match="aligned_path"):
-        llm.UnlearningParams(forget_path=str(good))
-    p = llm.UnlearningParams(forget_path=str(good), aligned_path=str(good), less_aligned_path=str(good))
+        llm.UnlearningParams(**{**TINY, "forget_path": str(good)})
+    p = llm.UnlearningParams(**TINY, forget_path=str(good), aligned_path=str(good), less_aligned_path=str(good))
     assert llm.load_texts(p)["aligned"] == "some text\n"
 
 
@@ -135,106 +159,106 @@ def test_lora_rank_is_checked_against_the_smallest_targeted_layer():
         llm.UnlearningParams(**{**TINY, "lora_rank": 33})
 
 
+# ---------------------------------------------------------------- Rouge-L and the controls
+
+
+def test_rouge_l_matches_rouge_score():
+    rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    pairs = [("The cat sat on the mat.", "the cat is on a mat"), ("Alric found the silver key!", "silver key, Alric"),
+             ("", "anything"), ("x", ""), ("A b c d e f", "f e d c b a"), ("It's 12 o'clock", "its 12 oclock")]
+    texts = make_texts(seed=2, n_sentences=20)
+    words = texts["forget"].split()
+    pairs += [(" ".join(words[i:i + 30]), " ".join(words[i + 5:i + 40])) for i in range(0, 200, 40)]
+    for ref, can in pairs:
+        assert llm.rouge_l_f1(ref, can) == pytest.approx(scorer.score(ref, can)["rougeL"].fmeasure, abs=1e-12)
+
+
+def _vector(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TaskVector({"model.embed_tokens.weight": torch.randn(10, 4, generator=g),
+                       "model.layers.0.mlp.fc1.weight": torch.randn(8, 4, generator=g) * 0.1,
+                       "lm_head.weight": torch.randn(10, 4, generator=g), "lm_head.bias": torch.randn(10, generator=g)})
+
+
+def test_split_and_embedding_share():
+    tv = _vector()
+    emb, blocks = llm.split(tv)
+    assert set(emb.keys()) == {"model.embed_tokens.weight", "lm_head.weight", "lm_head.bias"}
+    assert blocks.keys() == ["model.layers.0.mlp.fc1.weight"]
+    assert llm.embedding_share(tv) == pytest.approx(emb.norm() ** 2 / tv.norm() ** 2)
+    assert llm.embedding_share(blocks) == 0.0
+
+
+def test_norm_matched_random_keeps_every_tensor_norm_and_is_seeded():
+    tv = _vector()
+    r = llm.norm_matched_random(tv, seed=3)
+    assert r.keys() == tv.keys()
+    for k in tv.keys():
+        assert float(r.deltas[k].norm()) == pytest.approx(float(tv.deltas[k].norm()), rel=1e-5)
+    assert abs(r.cosine(tv)) < 0.5
+    assert torch.equal(llm.norm_matched_random(tv, seed=3).deltas["lm_head.bias"], r.deltas["lm_head.bias"])
+    assert not torch.equal(llm.norm_matched_random(tv, seed=4).deltas["lm_head.bias"], r.deltas["lm_head.bias"])
+
+
 # ---------------------------------------------------------------- the experiment
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    p = llm.UnlearningParams(**TINY, output_dir=str(tmp_path_factory.mktemp("runs")))
+def run():
+    """One tiny run: the experiment, its vectors, alpha-hat, sweeps and metrics."""
+    p = llm.UnlearningParams(**TINY)
     ex = llm.prepare(p)
     llm.train_base(ex)
-    return ex
+    vectors = llm.task_vectors(ex)
+    alpha = llm.measure_alpha(ex, vectors)
+    sweeps = llm.sweep(ex, vectors)
+    return ex, vectors, alpha, sweeps, llm.run_metrics(ex, vectors, alpha, sweeps)
 
 
-def test_negation_is_in_place_and_lam_zero_restores_the_base(trained):
-    ex = trained
-    tv, _ = llm.finetune_full(ex.model, ex.base_state, ex.train_blocks["forget"], **ex.train_kw())
-    params = dict(ex.model.named_parameters())
-    ptrs = {k: v.data_ptr() for k, v in params.items()}
-    assert any(d.abs().max() > 0 for d in tv.deltas.values())
-    tv.apply_(ex.model, -1.0, base=ex.base_state)
-    moved = ex.model.state_dict()
-    assert any(not torch.equal(moved[k], ex.base_state[k]) for k in tv.deltas)
-    tv.apply_(ex.model, 0.0, base=ex.base_state)
-    assert {k: v.data_ptr() for k, v in ex.model.named_parameters()} == ptrs  # same tensors, edited in place
-    assert len(dict(ex.model.named_parameters())) == len(params)
-    assert all(torch.equal(v, ex.base_state[k]) for k, v in ex.model.state_dict().items())
-
-
-def test_sweep_at_lam_zero_is_the_base_and_leaves_it_unchanged(trained):
-    ex = trained
-    tv, _ = llm.finetune_full(ex.model, ex.base_state, ex.train_blocks["forget"], **ex.train_kw())
-    evals = {"forget": ex.evals["forget"]}
-    before = llm.mean_nll(ex.model, evals["forget"].blocks)
-    out = llm.negation_sweep(ex.model, ex.tokenizer, ex.base_state, tv, [0.0, -1.0, 0.0], evals,
-                             cont_len=ex.params.cont_len)
-    assert out["nll"]["forget"][0] == out["nll"]["forget"][2] == before
-    assert out["rouge_l"]["forget"][0] == out["rouge_l"]["forget"][2]
-    assert out["nll"]["forget"][1] > before  # negating the forget vector raises the forget loss
-    assert all(torch.equal(v, ex.base_state[k]) for k, v in ex.model.state_dict().items())
-
-
-def test_lora_vector_uses_base_names_and_leaves_the_model_as_it_was(trained):
-    ex = trained
-    types = {n: type(m) for n, m in ex.model.named_modules()}
-    grads = {n: q.requires_grad for n, q in ex.model.named_parameters()}
-    tv, log = llm.finetune_lora(ex.model, ex.base_state, ex.train_blocks["forget"], **ex.train_kw(lora=True))
-    assert {n: type(m) for n, m in ex.model.named_modules()} == types
-    assert {n: q.requires_grad for n, q in ex.model.named_parameters()} == grads
-    assert all(torch.equal(v, ex.base_state[k]) for k, v in ex.model.state_dict().items())
-    targets = set(ex.params.lora_targets)
-    assert tv.keys() and all(k.split(".")[-2] in targets and k.endswith(".weight") for k in tv.keys())
-    for k, d in tv.deltas.items():
-        assert d.shape == ex.base_state[k].shape
+def test_vectors_cover_what_they_should(run):
+    ex, vectors, *_ = run
+    assert set(vectors) == set(llm.VECTORS)
+    assert set(vectors["full"].keys()) == {k for k, v in ex.base_state.items() if v.is_floating_point()}
+    lora_keys = {k.split(".")[-2] for k in vectors["lora"].keys()}
+    assert lora_keys == set(ex.params.lora_targets)
+    emb, _ = llm.split(vectors["lora_emb"])
+    assert {k.split(".")[-2] for k in emb.keys()} == {"embed_tokens", "lm_head"}
+    assert not llm.split(vectors["lora"])[0].keys()  # LoRA on the projections does not reach the embeddings
+    for k, d in vectors["lora"].deltas.items():
         assert torch.linalg.matrix_rank(d).item() <= ex.params.lora_rank
-    assert isinstance(tv, TaskVector) and len(log) > 0
 
 
-def test_end_to_end_writes_json_with_both_tables(tmp_path):
-    p = llm.UnlearningParams(**TINY, output_dir=str(tmp_path))
-    res = llm.run_unlearning(p)
-    path = tmp_path / "unlearning.json"
-    assert path.is_file() and not [f for f in tmp_path.iterdir() if f.name != path.name]  # no temp files left
-    data = json.loads(path.read_text())
-    for key in ("params", "model", "texts", "ngram_overlap", "alpha_hat", "lams", "full", "lora", "task_vectors",
-                "training_loss", "seconds"):
-        assert key in data
-    for kind in ("full", "lora"):
-        for metric in ("rouge_l", "rouge_l_se", "nll", "drop_percent", "examples"):
-            assert set(data[kind][metric]) == set(llm.TEXTS)
-        assert all(len(v) == len(p.lams) for v in data[kind]["rouge_l"].values())
-        table = llm.results_table(res, kind)
-        assert table.shape == (3, len(p.lams) + 1) and list(table.index) == list(llm.TEXTS)
-        r = data[kind]["rouge_l"]["forget"]
-        expected = 100 * (r[0] - r[-1]) / r[0] if r[0] else float("nan")
-        assert table.loc["forget", "drop %"] == pytest.approx(expected, nan_ok=True)
-        assert all(0 <= v <= 1 for vals in data[kind]["rouge_l"].values() for v in vals)
-        both = llm.compare_table(res, kind)
-        assert both.shape == (6, len(p.lams) + 1)
-        assert both.loc["HP1 (paper)", "λ=-1"] == paper.UNLEARNING_ROUGE_L[kind]["forget"][-1]
-    assert set(data["alpha_hat"]) == {"task_vector", "output", "output_delta"}
-    assert all(-1 <= v <= 1 for a in data["alpha_hat"].values() for v in a.values())
-    base_loss = data["training_loss"]["base"]
-    assert base_loss[-1] < base_loss[0]  # Psi0' learned the texts
-    # both sweeps start from the same Psi0'
-    assert data["full"]["rouge_l"]["forget"][0] == data["lora"]["rouge_l"]["forget"][0]
+def test_the_model_is_back_at_the_base_after_every_step(run):
+    ex, *_ = run
+    assert all(torch.equal(v, ex.base_state[k]) for k, v in ex.model.state_dict().items())
 
 
-def test_write_json_replaces(tmp_path):
-    path = tmp_path / "sub" / "r.json"
-    write_json({"a": 1}, path)
-    write_json({"a": 2, "b": [float("nan"), 1.5]}, path)
-    assert json.loads(path.read_text()) == {"a": 2, "b": [None, 1.5]}
-    assert [f.name for f in path.parent.iterdir()] == ["r.json"]
-    with pytest.raises(TypeError):
-        write_json({"a": object()}, path)
-    assert json.loads(path.read_text()) == {"a": 2, "b": [None, 1.5]}
-    assert [f.name for f in path.parent.iterdir()] == ["r.json"]
+def test_sweep_shares_lam_zero_and_measures_rouge_where_it_should(run):
+    ex, vectors, alpha, sweeps, m = run
+    last = len(ex.params.lams) - 1
+    for name in llm.VECTORS:
+        for t in llm.TEXTS:
+            assert sweeps[name]["nll"][t][0] == sweeps["full"]["nll"][t][0]
+            assert f"rouge_{name}_{t}_0" in m and f"rouge_{name}_{t}_{last}" in m
+    assert m[f"nll_full_forget_{last}"] > m["nll_full_forget_0"]  # negation raises the forget text's loss
+    assert set(alpha) == {"tv", "blocks", "out", "out_delta"}
+    assert all(-1 <= v <= 1 for a in alpha.values() for v in a.values())
+    assert all(math.isfinite(v) for v in m.values())
+    assert 0 < m["emb_share"] < 1
 
 
-def test_a_local_checkpoint_takes_the_auto_class_path(tmp_path, trained):
+def test_end_to_end_writes_json(tmp_path):
+    res = llm.run_unlearning(llm.UnlearningParams(**TINY), output_dir=tmp_path)
+    data = json.loads((tmp_path / "unlearning.json").read_text())
+    assert [f.name for f in tmp_path.iterdir()] == ["unlearning.json"]
+    assert set(data) == {"params", "metrics", "sweeps", "alpha", "logs", "seconds"}
+    assert data["metrics"] == pytest.approx(res["metrics"])
+
+
+def test_a_local_checkpoint_takes_the_auto_class_path(tmp_path, run):
     """A model name that is a local directory loads through AutoTokenizer / AutoModelForCausalLM offline."""
-    ex = trained
+    ex = run[0]
     ex.model.save_pretrained(tmp_path)
     ex.tokenizer.save_pretrained(tmp_path)
     p = llm.UnlearningParams(**{**TINY, "model_name": str(tmp_path)})
@@ -244,3 +268,94 @@ def test_a_local_checkpoint_takes_the_auto_class_path(tmp_path, trained):
     assert all(torch.equal(v, ex.base_state[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="lora_rank=33"):
         llm.UnlearningParams(**{**TINY, "model_name": str(tmp_path), "lora_rank": 33})
+
+
+def test_phi15_shaped_config_has_phi15_dimensions():
+    p = llm.UnlearningParams(**{**TINY, "model_name": llm.PHI15_SHAPED, "lora_rank": 8})
+    n = sum(t.numel() for t in p.meta_model().parameters())
+    assert 1.3e9 < n < 1.5e9  # Phi-1.5: 1.42 B parameters
+
+
+# ---------------------------------------------------------------- the multi-seed table
+
+
+def _table(n_seeds=5, shares=(0.0, 0.4, 0.8), lams=2):
+    """A synthetic table in run_metrics' layout: damage grows with alpha; the forget text loses most."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(n_seeds):
+        for share in shares:
+            row = {"seed": seed, "share": share, "status": "ok", "alpha_tv_aligned": 0.6 * share + 0.02 * rng.normal(),
+                   "alpha_tv_less_aligned": 0.2 + 0.02 * rng.normal(), "alpha_blocks_aligned": 0.01 * rng.normal(),
+                   "alpha_blocks_less_aligned": 0.01 * rng.normal()}
+            hit = {"forget": 1.0, "aligned": 0.2 + 0.6 * share, "less_aligned": 0.3}
+            for v in llm.VECTORS:
+                for t in llm.TEXTS:
+                    h = hit[t] if v in ("full", "lora_emb") else 0.3
+                    if v.startswith("own_"):
+                        h = 1.0 if v == f"own_{t}" else 0.2
+                    for i in range(lams):
+                        row[f"nll_{v}_{t}_{i}"] = 1.0 + i * h + 0.01 * rng.normal()
+                        row[f"rouge_{v}_{t}_{i}"] = 0.5 - 0.3 * i * h + 0.01 * rng.normal()
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_table_lambda_grid_is_the_chapters_default():
+    assert llm.UnlearningParams().lams == study.TABLE_LAMS
+
+
+def test_claims_follow_the_rules():
+    c = study.claims(_table(), share=0.8)
+    assert c["forget_most_loss_full"].verdict.holds
+    assert c["dose_rise"].verdict.holds and c["dose_drop"].verdict.holds
+    assert c["own_aligned"].verdict.holds and c["random_forget"].verdict.holds
+    assert not c["alpha_blocks"].verdict.holds  # noise only: the rule says it does not hold
+    assert c["alpha_less_aligned"].verdict.word == "agrees"  # 0.2 vs 0.239, tol 0.1
+    assert c["alpha_aligned"].verdict.word == "agrees"  # 0.48 vs 0.498
+    assert all(isinstance(x.verdict.detail, str) for x in c.values())
+
+
+def test_derived_measures():
+    df = _table(lams=3)
+    m = study.at_share(df, 0.8)
+    np.testing.assert_allclose(study.rise(m, "full", "aligned"), m["nll_full_aligned_2"] - m["nll_full_aligned_0"])
+    r0, r2 = m["rouge_full_forget_0"], m["rouge_full_forget_2"]
+    np.testing.assert_allclose(study.drop(m, "full", "forget"), 100 * (r0 - r2) / r0)
+    assert study.curve(m, "nll", "lora", "forget").shape == (5, 3)
+    assert study.mean_sd([1.0, 2.0, 3.0], "{:.1f}") == "2.0 ± 1.0"
+    assert (study.dose_slopes(df) > 0).all()
+
+
+def test_the_committed_table_covers_its_grid():
+    path = ROOT / "book" / "data" / "unlearning-seeds.csv"
+    if not path.is_file():
+        pytest.skip("the multi-seed table has not been generated yet")
+    import yaml
+
+    grid = yaml.safe_load((ROOT / "grids" / "unlearning-seeds.yaml").read_text())["sweep"]
+    df = study.load(path)
+    have = {(int(s), float(x)) for s, x in zip(df["seed"], df["share"])}
+    want = {(s, float(x)) for s in grid["seed"] for x in grid["share"]}
+    assert have == want, f"missing runs: {sorted(want - have)}"
+
+
+def test_the_small_grid_point_reproduces_its_committed_row():
+    """grids/unlearning-smoke.yaml, run through the chapter by tvlib-batch, is the row re-run here with tvlib.lm."""
+    import pandas as pd
+    import yaml
+
+    grid = yaml.safe_load((ROOT / "grids" / "unlearning-smoke.yaml").read_text())
+    committed = pd.read_csv(ROOT / "book" / "data" / "unlearning-smoke.csv")
+    assert len(committed) == 1 and committed["status"].iloc[0] == "ok"
+    seed = grid["sweep"]["seed"][0]
+    m = llm.run_unlearning(llm.UnlearningParams(**grid["fixed"], seed=seed))["metrics"]
+    row = committed.iloc[0].to_dict()
+    assert set(m) <= set(row)
+    diff = study.row_differences(row, {k: v for k, v in m.items() if not k.startswith("rouge_")})
+    worst = next(iter(diff.items()))
+    assert worst[1] < 1e-3, f"largest difference from the committed row: {worst}"
+    rouge = study.row_differences(row, {k: v for k, v in m.items() if k.startswith("rouge_")})
+    assert np.mean(list(rouge.values())) < 0.05  # greedy decoding may flip a token across CPUs

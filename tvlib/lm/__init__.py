@@ -7,7 +7,14 @@ derived measures, summaries and verdicts), plots (its figures). The public names
 hf, metrics, controls and experiment are importable from tvlib.lm.
 """
 
-from .controls import EMBEDDING_NAMES, embedding_share, is_embedding, norm_matched_random, restrict, split
+from .controls import (
+    EMBEDDING_NAMES,
+    embedding_share,
+    is_embedding,
+    norm_matched_random,
+    restrict,
+    split,
+)
 from .experiment import (
     OTHERS,
     ROUGE_ALONG_GRID,

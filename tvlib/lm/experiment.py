@@ -173,11 +173,16 @@ def measure_alpha(ex: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str
     out = output_alpha_hat(ex.model, ex.base_state, {"forget": forget, **others}, inputs, dtype=ex.dtype)
     _, forget_blocks = split(forget)
     return {
-        "tv": {k: float(forget.cosine(v)) for k, v in others.items()},
-        "blocks": {k: float(forget_blocks.cosine(split(v)[1])) for k, v in others.items()},
+        "tv": {k: _cosine(forget, v) for k, v in others.items()},
+        "blocks": {k: _cosine(forget_blocks, split(v)[1]) for k, v in others.items()},
         "out": out["output"],
         "out_delta": out["output_delta"],
     }
+
+
+def _cosine(a: TaskVector, b: TaskVector) -> float:
+    """Cosine of two task vectors; NaN when one is zero (a run too short to move the weights)."""
+    return float(a.cosine(b)) if a.norm() > 0 and b.norm() > 0 else float("nan")
 
 
 def sweep(ex: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[str, dict[str, list[float]]]]:
@@ -214,7 +219,7 @@ def sweep(ex: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[s
 
 def run_metrics(ex: Experiment, vectors: Mapping[str, TaskVector], alpha: Mapping[str, Mapping[str, float]],
                 sweeps: Mapping[str, Any]) -> dict[str, float]:
-    """One run as named scalars (the columns of the multi-seed table); NaN-free: unmeasured points are left out.
+    """One run as named scalars (the columns of the multi-seed table); unmeasured Rouge-L points are left out.
 
     alpha_<estimator>_<text>; emb_share (of ||dPsi_forget||^2); norm_<vector>; cos_full_lora (on the
     LoRA-targeted weights); overlap_<text> (word trigrams shared with the forget text);
@@ -226,7 +231,7 @@ def run_metrics(ex: Experiment, vectors: Mapping[str, TaskVector], alpha: Mappin
     full = vectors["full"]
     m["emb_share"] = embedding_share(full)
     m.update({f"norm_{k}": float(vectors[k].norm()) for k in ("full", "lora", "lora_emb")})
-    m["cos_full_lora"] = float(restrict(full, vectors["lora"].keys()).cosine(vectors["lora"]))
+    m["cos_full_lora"] = _cosine(restrict(full, vectors["lora"].keys()), vectors["lora"])
     m["norm_full_on_lora"] = float(restrict(full, vectors["lora"].keys()).norm())
     m.update({f"overlap_{t}": ngram_overlap(ex.texts["forget"], ex.texts[t]) for t in OTHERS})
     for name, res in sweeps.items():

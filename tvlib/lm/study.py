@@ -1,0 +1,273 @@
+"""The unlearning chapter's multi-seed table: derived measures, summaries and the verdicts behind its text.
+
+The table (book/data/unlearning-seeds.csv) has one row per run of the chapter (a seed and a `share`),
+with the scalars of `tvlib.lm.experiment.run_metrics`. Here they become what the chapter reports:
+the loss rise and Rouge-L drop at the last lambda, per vector and text; the per-seed slope of the
+dose-response; and one `tvlib.rules` verdict per claim, each computed from paired seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import paper
+from ..rules import Verdict, agreement, ordering
+from .experiment import OTHERS, VECTORS
+from .params import TEXTS
+
+__all__ = ["TABLE_LAMS", "MAIN_SHARE", "table_path", "load", "at_share", "alpha_table", "rouge_table", "controls_table",
+           "claims_table", "manifest_times", "rise", "drop", "curve", "mean_sd", "dose_slopes", "claims", "Claim",
+           "committed_row", "row_differences", "ALPHA_TOL", "RATIO_TOL"]
+
+#: the lambda grid of the committed table (the chapter's default `lams`)
+TABLE_LAMS = (0.0, -0.2, -0.4, -0.6, -0.8, -1.0)
+#: the aligned text's share in the chapter's main study (the other shares make the dose-response)
+MAIN_SHARE = 0.8
+#: tolerance of "alpha-hat agrees with the paper's", fixed before any run
+ALPHA_TOL = 0.1
+#: tolerance of "the aligned text drops almost as much as the forget text" on the ratio of drops
+RATIO_TOL = 0.15
+
+
+def table_path(name: str = "unlearning-seeds.csv") -> Any:
+    """The committed table next to the chapter (book/data), found from this checkout or the working directory."""
+    from pathlib import Path
+
+    for folder in (Path(__file__).resolve().parents[2] / "book" / "data", Path("data"), Path("book") / "data"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} not found in book/data: run the chapter from a clone of the repository, or "
+                            "regenerate it with benchmarks/bench_unlearning.py table")
+
+
+def load(path: Any):
+    """The table's finished runs (status ok) as a DataFrame sorted by share and seed."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    if "status" in df.columns:
+        df = df[df["status"] == "ok"]
+    return df.sort_values(["share", "seed"]).reset_index(drop=True)
+
+
+def at_share(df, share: float):
+    """The rows of one share, sorted by seed (the seeds are paired across every measure of a row)."""
+    rows = df[np.isclose(df["share"].astype(float), share)]
+    return rows.sort_values("seed").reset_index(drop=True)
+
+
+def _last(df, prefix: str) -> int:
+    """Index of the last lambda: the largest i with a column prefix_i."""
+    idx = [int(c.rsplit("_", 1)[1]) for c in df.columns if c.startswith(prefix + "_") and c.rsplit("_", 1)[1].isdigit()]
+    if not idx:
+        raise KeyError(f"no column {prefix}_<i> in the table")
+    return max(idx)
+
+
+def rise(df, vector: str, text: str) -> np.ndarray:
+    """Per row: mean token loss at the last lambda minus at lambda = 0 (nats)."""
+    key = f"nll_{vector}_{text}"
+    return (df[f"{key}_{_last(df, key)}"] - df[f"{key}_0"]).to_numpy(dtype=float)
+
+
+def drop(df, vector: str, text: str) -> np.ndarray:
+    """Per row: the paper's Rouge-L drop (R_0 - R_last) / R_0 in percent."""
+    key = f"rouge_{vector}_{text}"
+    r0, r1 = df[f"{key}_0"].to_numpy(dtype=float), df[f"{key}_{_last(df, key)}"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100.0 * (r0 - r1) / r0
+
+
+def curve(df, metric: str, vector: str, text: str) -> np.ndarray:
+    """Per row, the metric ("nll" or "rouge") along the lambda grid: shape (rows, lambdas)."""
+    key = f"{metric}_{vector}_{text}"
+    return np.stack([df[f"{key}_{i}"].to_numpy(dtype=float) for i in range(_last(df, key) + 1)], axis=1)
+
+
+def mean_sd(x: Sequence[float], fmt: str = "{:.3f}") -> str:
+    """"mean ± sd" over seeds (sample standard deviation)."""
+    a = np.asarray(x, dtype=float)
+    sd = float(a.std(ddof=1)) if a.size > 1 else float("nan")
+    return f"{fmt.format(a.mean())} ± {fmt.format(sd)}"
+
+
+def dose_slopes(df, measure: str = "rise", vector: str = "full", text: str = "aligned",
+                estimator: str = "tv") -> np.ndarray:
+    """Per seed: least-squares slope of the text's damage (loss rise or Rouge-L drop) against its alpha-hat.
+
+    One slope per seed over every share of the table (the seeds are the replicates).
+    """
+    out = []
+    for _, rows in df.groupby("seed"):
+        x = rows[f"alpha_{estimator}_{text}"].to_numpy(dtype=float)
+        y = rise(rows, vector, text) if measure == "rise" else drop(rows, vector, text)
+        out.append(float(np.polyfit(x, y, 1)[0]))
+    return np.asarray(out)
+
+
+def alpha_table(df):
+    """alpha-hat of the two other texts by estimator: mean ± sd over the rows, and the paper's value."""
+    import pandas as pd
+
+    names = {"tv": "task vectors, whole model", "blocks": "task vectors, blocks only (no embeddings, no lm_head)",
+             "out_delta": "output changes (logits minus those of Psi0')", "out": "outputs (the paper's estimator)"}
+    rows = [{"estimator": label, **{t.replace("_", " "): mean_sd(df[f"alpha_{est}_{t}"]) for t in OTHERS}}
+            for est, label in names.items()]
+    rows.append({"estimator": "paper (Phi-1.5, outputs)",
+                 **{t.replace("_", " "): f"{paper.UNLEARNING_ALPHA_HAT[t]:.3f}" for t in OTHERS}})
+    return pd.DataFrame(rows)
+
+
+def rouge_table(df, lams: Sequence[float], vector: str):
+    """Rouge-L along lambda (mean ± sd) and the drop in %, per text, with the paper's rows (Table 3 or 4)."""
+    import pandas as pd
+
+    rows = []
+    for t in TEXTS:
+        c = curve(df, "rouge", vector, t)
+        row = {"text": t.replace("_", " ")}
+        row.update({f"λ={lam:g}": mean_sd(c[:, i], "{:.3f}") for i, lam in enumerate(lams)})
+        row["drop %"] = mean_sd(drop(df, vector, t), "{:.1f}")
+        rows.append(row)
+    for t in TEXTS:
+        ref = paper.UNLEARNING_ROUGE_L[vector][t]
+        row = {"text": f"{paper.UNLEARNING_NAMES[t]} (paper)"}
+        row.update({f"λ={lam:g}": (f"{ref[paper.UNLEARNING_LAMS.index(lam)]:.3f}" if lam in paper.UNLEARNING_LAMS
+                                   else "–") for lam in lams})
+        row["drop %"] = f"{paper.UNLEARNING_DROP[vector][t]:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def controls_table(df, vectors: Sequence[str], labels: Mapping[str, str]):
+    """Loss rise at the last lambda (mean ± sd) on each text, per negated vector."""
+    import pandas as pd
+
+    return pd.DataFrame([{"vector negated": labels[v], **{t.replace("_", " "): mean_sd(rise(df, v, t)) for t in TEXTS}}
+                         for v in vectors])
+
+
+def claims_table(cs: Mapping[str, "Claim"], keys: Sequence[str] | None = None):
+    """Claim, rule, measured (seeds and mean gap) and verdict, one row per claim."""
+    import pandas as pd
+
+    keys = list(cs) if keys is None else keys
+    return pd.DataFrame([{"claim": cs[k].claim, "rule": cs[k].rule, "measured": cs[k].verdict.detail,
+                          "verdict": cs[k].verdict.word} for k in keys])
+
+
+class Claim:
+    """One row of the chapter's theory-vs-measurement reckoning: what is claimed, the rule, the verdict."""
+
+    def __init__(self, claim: str, rule: str, verdict: Verdict) -> None:
+        self.claim, self.rule, self.verdict = claim, rule, verdict
+
+    def __repr__(self) -> str:
+        return f"{self.claim}: {self.verdict.word} ({self.verdict.detail})"
+
+
+def claims(df, share: float, irrelevant_share: float = 0.0) -> dict[str, Claim]:
+    """Every verdict of the chapter, from the rows at `share` (and, for the dose-response, all shares).
+
+    Orderings use tvlib.rules.ordering (>= 4/5 paired seeds and a mean gap beyond 2 SE);
+    agreements use tvlib.rules.agreement with ALPHA_TOL or RATIO_TOL, fixed before any run.
+    """
+    m = at_share(df, share)
+    zero = np.zeros(len(m))
+    r = {(v, t): rise(m, v, t) for v in VECTORS for t in TEXTS}
+    d = {(v, t): drop(m, v, t) for v in ("full", "lora") for t in TEXTS}
+    out: dict[str, Claim] = {}
+
+    def add(key: str, claim: str, rule: str, verdict: Verdict) -> None:
+        out[key] = Claim(claim, rule, verdict)
+
+    for v, name in (("full", "full-rank"), ("lora", "LoRA")):
+        add(f"forget_most_loss_{v}", f"the forget text loses most ({name}, loss)",
+            "forget rise > the larger other rise",
+            ordering(r[v, "forget"], np.maximum(r[v, "aligned"], r[v, "less_aligned"])))
+        add(f"forget_most_rouge_{v}", f"the forget text loses most ({name}, Rouge-L)",
+            "forget drop > the larger other drop",
+            ordering(d[v, "forget"], np.maximum(d[v, "aligned"], d[v, "less_aligned"])))
+        add(f"order_loss_{v}", f"aligned hurt more than less aligned ({name}, loss)", "aligned rise > less aligned rise",
+            ordering(r[v, "aligned"], r[v, "less_aligned"]))
+        add(f"order_rouge_{v}", f"aligned hurt more than less aligned ({name}, Rouge-L)",
+            "aligned drop > less aligned drop", ordering(d[v, "aligned"], d[v, "less_aligned"]))
+    add("order_loss_lora_emb", "aligned hurt more than less aligned (LoRA with embeddings, loss)",
+        "aligned rise > less aligned rise", ordering(r["lora_emb", "aligned"], r["lora_emb", "less_aligned"]))
+    ratio = d["full", "aligned"] / d["full", "forget"]
+    ref = paper.UNLEARNING_DROP["full"]
+    add("almost_as_much", "the aligned text drops almost as much as the forget text (full-rank)",
+        f"ratio of drops within {RATIO_TOL} of the paper's",
+        agreement(ratio, ref["aligned"] / ref["forget"], tol=RATIO_TOL))
+    add("lora_unlearns", "a LoRA vector unlearns the forget text (Cor. 1)", "forget rise > 0",
+        ordering(r["lora", "forget"], zero))
+    for t in OTHERS:
+        add(f"alpha_{t}", f"alpha-hat of the {t.replace('_', ' ')} text is the paper's",
+            f"within {ALPHA_TOL} of {paper.UNLEARNING_ALPHA_HAT[t]}",
+            agreement(m[f"alpha_tv_{t}"], paper.UNLEARNING_ALPHA_HAT[t], tol=ALPHA_TOL, words=("agrees", "disagrees")))
+    irr = at_share(df, irrelevant_share)
+    add("alpha_between", "the less aligned text lies between irrelevant and aligned",
+        "alpha-hat: aligned > less aligned > a text of share 0",
+        _both(ordering(m["alpha_tv_aligned"], m["alpha_tv_less_aligned"]),
+              ordering(m["alpha_tv_less_aligned"], irr["alpha_tv_aligned"])))
+    add("alpha_blocks", "alpha-hat without the embeddings orders the texts", "aligned > less aligned (blocks only)",
+        ordering(m["alpha_blocks_aligned"], m["alpha_blocks_less_aligned"]))
+    for measure, what in (("rise", "loss rise"), ("drop", "Rouge-L drop")):
+        add(f"dose_{measure}", f"the aligned text's {what} grows with alpha-hat (dose-response)",
+            "per-seed slope over the shares > 0", ordering(dose_slopes(df, measure), np.zeros(df["seed"].nunique())))
+    add("dose_blocks", "the aligned text's loss rise grows with alpha-hat without the embeddings",
+        "per-seed slope > 0", ordering(dose_slopes(df, "rise", estimator="blocks"), np.zeros(df["seed"].nunique())))
+    add("random_forget", "negating the forget vector beats a random vector of its norms (forget text)",
+        "full rise > random rise", ordering(r["full", "forget"], r["random", "forget"]))
+    add("random_aligned", "the aligned text's damage exceeds a random push of the same size",
+        "full rise > random rise", ordering(r["full", "aligned"], r["random", "aligned"]))
+    for t in OTHERS:
+        own = f"own_{t}"
+        others = [x for x in TEXTS if x != t]
+        add(f"own_{t}", f"the {t.replace('_', ' ')} text's own vector hurts it most",
+            "own text's rise > the larger other rise", ordering(r[own, t], np.maximum(*(r[own, x] for x in others))))
+    spread = {v: (r[v, "aligned"] + r[v, "less_aligned"]) / 2 / r[v, "forget"] for v in ("full", "lora", "lora_emb")}
+    add("spread_lora_full", "LoRA spreads its damage more evenly over the texts than the full-rank vector",
+        "mean other rise / forget rise: LoRA > full rank", ordering(spread["lora"], spread["full"]))
+    add("spread_lora_emb", "with the embeddings among its targets, LoRA's damage is more selective",
+        "mean other rise / forget rise: LoRA > LoRA with embeddings", ordering(spread["lora"], spread["lora_emb"]))
+    return out
+
+
+def _both(a: Verdict, b: Verdict) -> Verdict:
+    ok = a.holds and b.holds
+    return Verdict("holds" if ok else "does not hold", ok, f"{a.detail}; {b.detail}")
+
+
+def manifest_times(path: Any) -> dict[str, float]:
+    """From a table's manifest: number of runs, mean minutes per run, and the minutes from first start to last end."""
+    import datetime as dt
+    import json
+    from pathlib import Path
+
+    runs = json.loads(Path(path).read_text())["runs"].values()
+    starts = [dt.datetime.fromisoformat(r["started"]) for r in runs]
+    ends = [dt.datetime.fromisoformat(r["finished"]) for r in runs]
+    walls = [r["wall_s"] for r in runs]
+    return {"n_runs": len(walls), "run_min": float(np.mean(walls)) / 60,
+            "span_min": (max(ends) - min(starts)).total_seconds() / 60}
+
+
+def committed_row(df, seed: int, share: float) -> Mapping[str, Any] | None:
+    """The table's row of (seed, share), or None."""
+    rows = df[(df["seed"] == seed) & np.isclose(df["share"].astype(float), share)]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def row_differences(row: Mapping[str, Any], metrics: Mapping[str, float]) -> dict[str, float]:
+    """|committed - measured| for every metric of both, largest first (metrics missing from one are skipped)."""
+    diff = {}
+    for k, v in metrics.items():
+        c = row.get(k)
+        if isinstance(c, (int, float)) and math.isfinite(c) and math.isfinite(v):
+            diff[k] = abs(float(c) - float(v))
+    return dict(sorted(diff.items(), key=lambda kv: -kv[1]))
