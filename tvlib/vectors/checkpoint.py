@@ -160,22 +160,26 @@ class Checkpoint:
     def files(self) -> list[Path]:
         return list(dict.fromkeys(i.file for i in self.infos.values()))
 
-    def read(self, key: str) -> Tensor:
-        """The tensor `key`, read from disk into fresh memory."""
+    def read(self, key: str, out: Tensor | None = None, part: tuple[int, int] | None = None) -> Tensor:
+        """The tensor `key`, read from disk into fresh memory (or into the uint8 buffer `out`, reused);
+        part=(start, stop): only those entries of its row-major flattening, as a 1-D tensor."""
         info = self.infos[key]
-        n = info.end - info.start
-        buf = torch.empty(n, dtype=torch.uint8)
+        first, n = info.start, info.end - info.start
+        if part is not None:
+            size = info.dtype.itemsize
+            first, n = info.start + part[0] * size, (part[1] - part[0]) * size
+        buf = torch.empty(n, dtype=torch.uint8) if out is None else out[:n]
         if n:
             fd = self._fds.get(info.file)
             if fd is None:
                 fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
             view, done = memoryview(buf.numpy()), 0
             while done < n:
-                got = os.preadv(fd, [view[done:]], info.start + done)
+                got = os.preadv(fd, [view[done:]], first + done)
                 if got <= 0:
                     raise OSError(f"{info.file}: truncated while reading {key}")
                 done += got
-        return buf.view(info.dtype).reshape(info.shape)
+        return buf.view(info.dtype) if part is not None else buf.view(info.dtype).reshape(info.shape)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -250,7 +254,7 @@ class ShardWriter:
         self.names = [f"{prefix}.safetensors"] if n == 1 else [
             f"{prefix}-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
         self.shards = shards
-        self._shard, self._pos, self._file = -1, 0, None
+        self._shard, self._pos, self._file, self._done = -1, 0, None, 0
         self.total = sum(int(torch.Size(s).numel()) * d.itemsize for _, d, s in entries)
         self.weight_map = {k: self.names[i] for i, shard in enumerate(shards) for k, _, _ in shard}
         self.prefix = prefix
@@ -271,17 +275,22 @@ class ShardWriter:
         self._file = open(self.directory / self.names[self._shard], "wb")  # noqa: SIM115 (closed by close())
         self._file.write(struct.pack("<Q", len(raw)) + raw)
 
-    def write(self, key: str, tensor: Tensor) -> None:
-        """Append the next tensor (it must be the next one planned, with its planned dtype and shape)."""
+    def write(self, key: str, tensor: Tensor, part: bool = False) -> None:
+        """Append the next tensor (it must be the next one planned, with its planned dtype and shape);
+        part=True: the next entries of it, flat (a tensor may be written in several parts, in order)."""
         while self._file is None or self._pos == len(self.shards[self._shard]):
             self._open_next()
         k, dtype, shape = self.shards[self._shard][self._pos]
-        if k != key or tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):
+        numel = int(torch.Size(shape).numel())
+        if k != key or tensor.dtype != dtype or (tuple(tensor.shape) != tuple(shape) and not part) or (
+                part and self._done + tensor.numel() > numel):
             raise ValueError(f"writing {key} {tensor.dtype} {tuple(tensor.shape)}: planned {k} {dtype} {tuple(shape)}")
         t = tensor.detach().contiguous().cpu()
         if t.numel():
             self._file.write(memoryview(t.view(torch.uint8).reshape(-1).numpy()))
-        self._pos += 1
+        self._done += t.numel()
+        if self._done == numel:
+            self._pos, self._done = self._pos + 1, 0
 
     def close(self) -> None:
         """Finish the last shard and write the index when there are several."""

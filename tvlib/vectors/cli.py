@@ -28,7 +28,7 @@ def _merge(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     summary = merge_checkpoints(job.base, job.models, job.recipe, args.out, dtype=job.dtype, max_shard_size=shard,
                                 strict=strict, allow_nonfinite=allow, extra_files={"tvlib_merge.yaml": job.text},
-                                log=lambda s: print(s, file=sys.stderr))
+                                threads=args.threads, log=lambda s: print(s, file=sys.stderr))
     print(f"merged {summary['merged']} tensors ({summary['copied']} copied from the base) of "
           f"{len(job.models)} model(s) by {job.recipe.method} into {args.out}: "
           f"{summary['bytes'] / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s")
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--dry-run", action="store_true", help="list what would be read and written, and the estimated peak memory")
     m.add_argument("--shard-size", default=None, help="largest shard, e.g. 2GB (default: the config's, else 2GB)")
     m.add_argument("--allow-nonfinite", action="store_true", help="let NaN/inf values through instead of failing")
+    m.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the merge is memory-bound)")
     m.add_argument("--no-strict", action="store_true", help="copy the base's value where the models' keys differ")
     args = parser.parse_args(argv)
     try:

@@ -12,6 +12,8 @@ complete: an interrupted merge leaves no directory that looks finished.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from .checkpoint import (
     tied_embeddings,
 )
 from .io import atomic_path, write_text
-from .kernels import NonFiniteError, cast_checked, is_finite
+from .kernels import NonFiniteError, Scratch, cast_checked, is_finite
 from .recipe import (
     MaskFn,
     MergeState,
@@ -42,7 +44,8 @@ from .statedict import StateDictMismatch
 
 __all__ = ["RUNTIME_BYTES", "MergePlan", "merge_checkpoints", "plan_merge"]
 
-RUNTIME_BYTES = 350 * 2**20  # resident memory of Python + torch before any tensor (measured: ~330 MB)
+RUNTIME_BYTES = 280 * 10**6  # resident memory of Python, torch and tvlib before any tensor (measured)
+CHUNK = 1 << 22  # entries per piece of a tensor when the recipe is elementwise
 
 
 @dataclass
@@ -62,13 +65,16 @@ class MergePlan:
     def passes(self) -> int:
         return 3 if self.recipe.is_global else 1
 
-    def peak_bytes(self) -> int:
-        """Estimated peak resident memory: the runtime plus the buffers of the largest tensor."""
-        per_entry = 2 + 4 + 2 + 4 + 4 + 2  # raw base, fp32 base, raw model, fp32 delta, accumulator, cast output
-        per_entry += {None: 0, "magnitude": 9, "dare": 9, "rows": 4, "low_rank": 12}[self.recipe.trim]
+    def peak_bytes(self, chunk: int = CHUNK) -> int:
+        """Estimated peak resident memory: the runtime plus the reused buffers of the largest piece (a chunk
+        of `chunk` entries for elementwise recipes, else the largest tensor)."""
+        per_entry = 2 + 4 + 4 + 4 + 3 * 2  # raw bytes, fp32 base, two fp32 deltas, three output buffers
+        per_entry += {None: 0, "magnitude": 9, "dare": 13, "rows": 8, "low_rank": 16}[self.recipe.trim]
         if self.recipe.combine == "ties":
-            per_entry += 5 * 4 + 4
+            per_entry += 6 * 4 + 1
         largest = max((self.base.infos[k].numel for k in self.merged), default=0)
+        if self.recipe.elementwise:
+            largest = min(largest, chunk)
         return RUNTIME_BYTES + largest * per_entry
 
     def describe(self, out: str | os.PathLike) -> str:
@@ -106,6 +112,38 @@ class MergePlan:
         lines.append(f"  writes: {out_bytes / gb:.2f} GB of safetensors, config and tokenizer files of the base")
         lines.append(f"  estimated peak memory: {self.peak_bytes() / gb:.2f} GB")
         return "\n".join(lines)
+
+
+class _BackgroundWriter:
+    """ShardWriter.write in a thread (file writes release the GIL): the next tensor is computed meanwhile.
+    At most one tensor waits and one is being written, so three rotating output buffers are enough."""
+
+    def __init__(self, writer: ShardWriter) -> None:
+        self.writer, self.error = writer, None
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.writer.write(*item)
+                except BaseException as err:  # noqa: BLE001 (re-raised in the main thread)
+                    self.error = err
+
+    def write(self, key: str, tensor: Tensor, part: bool) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((key, tensor, part))
+
+    def close(self, ok: bool = True) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if ok and self.error is not None:
+            raise self.error
+        if ok:
+            self.writer.close()
 
 
 def plan_merge(base: str | os.PathLike | Checkpoint, models: Sequence[str | os.PathLike | Checkpoint], recipe: Recipe,
@@ -169,42 +207,74 @@ def merge_checkpoints(
     allow_nonfinite: bool = False,
     masks: MaskFn | None = None,
     extra_files: dict[str, str] | None = None,
+    threads: int | None = 1,
+    chunk: int = CHUNK,
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Merge fine-tuned checkpoints into base by `recipe`, streaming, and write `out` (a from_pretrained
     directory); returns a summary (tensors, passes, seconds, bytes written).
 
     dtype: the output dtype of float tensors (default: each tensor's dtype in the base). masks: DARE
-    keep-masks as a function (vector, key, shape, p) -> bool tensor (default: seeded by recipe.seed).
+    keep-masks as a function (vector index, key, delta, p) -> bool tensor (default: seeded by recipe.seed).
     extra_files: name -> text written next to the weights (the merge config, for provenance).
+    threads: torch threads while merging (None: leave torch's setting). The work is memory-bound, so one
+    thread is about as fast as several and does not stall when other processes share the cores;
+    writing runs in a second thread. chunk: entries per piece when the recipe is elementwise (task
+    arithmetic, global top-k, TIES): memory then depends on the chunk, not on the largest tensor.
     """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _merge(base, models, recipe, out, dtype=dtype, max_shard_size=max_shard_size, strict=strict,
+                      allow_nonfinite=allow_nonfinite, masks=masks, extra_files=extra_files, chunk=chunk, log=log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_nonfinite, masks, extra_files, chunk,
+           log) -> dict:
     t0 = time.perf_counter()
     plan = plan_merge(base, models, recipe, dtype=dtype, strict=strict)
     base_ck, cks = plan.base, plan.models
     current: dict[str, Tensor] = {}
+    pool = Scratch()
 
-    def deltas(key: str):
-        b = base_ck.read(key)
-        if not allow_nonfinite and b.is_floating_point() and not is_finite(b):
+    def pieces(key: str) -> list[tuple[int, int] | None]:
+        """Chunks of at most `chunk` entries for elementwise recipes; None = the whole tensor."""
+        n = base_ck.infos[key].numel
+        if not recipe.elementwise or n <= chunk:
+            return [None]
+        return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+
+    def deltas(key: str, part: tuple[int, int] | None = None):
+        info = base_ck.infos[key]
+        wide = torch.promote_types(info.dtype, torch.float32)
+        shape = info.shape if part is None else (part[1] - part[0],)
+        nbytes = int(torch.Size(shape).numel()) * info.dtype.itemsize
+        raw = base_ck.read(key, out=pool.take("raw", (nbytes,), torch.uint8), part=part)
+        if not allow_nonfinite and not is_finite(raw):
             raise NonFiniteError(f"base ({base_ck.name}): {key} holds NaN or infinite values "
                                  "(allow_nonfinite=True lets them through)")
-        b32 = b.to(torch.promote_types(b.dtype, torch.float32))
-        del b
-        current["base"] = b32
+        b = pool.take("base", shape, wide).copy_(raw)
+        current["base"] = b
         for i, ck in enumerate(cks):
-            x = ck.read(key)
-            d = x.to(b32.dtype)
-            del x
-            d.sub_(b32)
-            if not allow_nonfinite and not is_finite(d):
+            x = ck.read(key, out=pool.take("raw", (nbytes,), torch.uint8), part=part)
+            if not allow_nonfinite and not is_finite(x):
                 raise NonFiniteError(f"model {i} ({ck.name}): {key} holds NaN or infinite values "
                                      "(allow_nonfinite=True lets them through)")
-            yield d
+            d = pool.take("delta0" if i == 0 else "delta", shape, wide).copy_(x)
+            yield d.sub_(b)
 
-    state = MergeState(masks=masks or seeded_masks(recipe.seed))
+    def all_deltas(key: str):  # the threshold passes: every chunk of every vector, in order
+        for part in pieces(key):
+            yield from deltas(key, part)
+
+    state = MergeState(masks=masks or seeded_masks(recipe.seed), scratch=pool)
     if recipe.is_global:
         numel = {k: base_ck.infos[k].numel for k in plan.merged}
-        state.thresholds = find_thresholds(recipe, sorted(plan.merged), numel, deltas)
+        n = len(cks)
+        state.thresholds = find_thresholds(recipe, sorted(plan.merged), numel, all_deltas, scratch=pool, vectors=n)
         if log:
             log(f"global thresholds found in 2 passes ({time.perf_counter() - t0:.1f} s)")
     keys = [k for k in base_ck if k not in plan.dropped]
@@ -214,17 +284,25 @@ def merge_checkpoints(
     merged = set(plan.merged)
     with atomic_path(out, directory=True) as tmp:
         writer = ShardWriter(tmp, entries, parse_size(max_shard_size))
-        for k, out_dtype, _ in entries:
-            if k in merged:
-                acc = merge_tensor(recipe, k, deltas(k), state, inplace=True)
-                acc.add_(current.pop("base"))
-                result = cast_checked(acc, out_dtype, k, allow_nonfinite=allow_nonfinite)
-                del acc
-            else:
-                result = base_ck.read(k).to(out_dtype)
-            writer.write(k, result)
-            del result
-        writer.close()
+        background = _BackgroundWriter(writer)
+        ok = False
+        try:
+            j = 0
+            for k, out_dtype, _ in entries:
+                if k not in merged:
+                    background.write(k, base_ck.read(k).to(out_dtype), False)
+                    continue
+                for part in pieces(k):
+                    acc = merge_tensor(recipe, k, deltas(k, part), state, inplace=True)
+                    acc.add_(current.pop("base"))
+                    buf = pool.take(f"out{j % 3}", acc.shape, out_dtype)
+                    result = cast_checked(acc, out_dtype, k, allow_nonfinite=allow_nonfinite, out=buf)
+                    background.write(k, result, part is not None)
+                    del acc, result
+                    j += 1
+            ok = True
+        finally:
+            background.close(ok)
         copy_support_files(base_ck.root if base_ck.root.is_dir() else None, tmp,
                            dtype=dtype if dtype is not None else None)
         for name, text in (extra_files or {}).items():

@@ -68,6 +68,26 @@ def count_kept(density: float, n: int, rounding: str = "nearest") -> int:
 _INT = {torch.float32: (torch.int32, 32), torch.float64: (torch.int64, 64)}
 
 
+class Scratch:
+    """Flat buffers reused from tensor to tensor by name (the streaming engine's): no allocation, and so
+    no page faults, per tensor. Kernels given no Scratch allocate as usual."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[tuple[str, torch.dtype], Tensor] = {}
+
+    def take(self, name: str, shape: torch.Size | tuple, dtype: torch.dtype) -> Tensor:
+        """A tensor of `shape` and `dtype` (uninitialised) viewing the buffer `name`."""
+        numel = int(torch.Size(shape).numel())
+        buf = self._bufs.get((name, dtype))
+        if buf is None or buf.numel() < numel:
+            self._bufs.pop((name, dtype), None)
+            buf = self._bufs[(name, dtype)] = torch.empty(numel, dtype=dtype)
+        return buf[:numel].view(shape)
+
+    def zeros(self, name: str, like: Tensor) -> Tensor:
+        return self.take(name, like.shape, like.dtype).zero_()
+
+
 class KthLargest:
     """The exact k-th largest of n non-negative float values, found by radix select in passes.
 
@@ -99,7 +119,7 @@ class KthLargest:
         """Passes needed in all (0 when k <= 0 or k >= n)."""
         return 0 if self.done and self.level == 0 else self._bits // 16
 
-    def feed(self, values: Tensor) -> None:
+    def feed(self, values: Tensor, scratch: Scratch | None = None) -> None:
         """Add the values of one chunk to this pass's histogram."""
         if self.done:
             return
@@ -107,9 +127,13 @@ class KthLargest:
             raise TypeError(f"values are {values.dtype}: this selection runs on {self.dtype}")
         ints = values.detach().reshape(-1).view(self._int)
         shift = self._bits - 16 * (self.level + 1)
-        if self.level > 0:
-            ints = ints[(ints >> (shift + 16)) == self.prefix]
-        self._hist += torch.bincount((ints >> shift) & 0xFFFF, minlength=65536).cpu()
+        high = torch.empty_like(ints) if scratch is None else scratch.take("radix", ints.shape, ints.dtype)
+        if self.level == 0:  # values >= 0: the sign bit is 0, so the top 16 bits are < 2**15
+            torch.bitwise_right_shift(ints, shift, out=high)
+        else:
+            torch.bitwise_right_shift(ints, shift + 16, out=high)
+            high = (ints[high == self.prefix] >> shift) & 0xFFFF
+        self._hist += torch.bincount(high, minlength=65536).cpu()
 
     def end_pass(self) -> None:
         """Pick the bucket that holds the k-th largest; after the last level set threshold and room."""
@@ -138,11 +162,11 @@ class KthLargest:
         return self
 
 
-def top_mask(values: Tensor, threshold: float, room: int) -> tuple[Tensor, int]:
+def top_mask(values: Tensor, threshold: float, room: int, out: Tensor | None = None) -> tuple[Tensor, int]:
     """Mask of values > threshold plus the first `room` entries equal to it; and the room left."""
     if math.isinf(threshold):
         return torch.zeros_like(values, dtype=torch.bool), room
-    mask = values >= threshold
+    mask = torch.ge(values, threshold, out=out) if out is not None else values >= threshold
     tied = values == threshold
     n_tied = int(tied.sum())
     if n_tied > room:
@@ -211,35 +235,42 @@ class TiesSum:
     instead and so undoes a negative weight), "none" returns the sum of the agreeing entries.
     """
 
-    def __init__(self, like: Tensor, normalize: str = "count") -> None:
+    def __init__(self, like: Tensor, normalize: str = "count", scratch: Scratch | None = None) -> None:
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize={normalize!r}: expected one of {NORMALIZE}")
-        self.normalize = normalize
-        self.total = torch.zeros_like(like)
-        self.pos = torch.zeros_like(like)
-        self.neg = torch.zeros_like(like)
-        self.n_pos = torch.zeros_like(like)
-        self.n_neg = torch.zeros_like(like)
+        self.normalize, self.scratch = normalize, scratch
+        zeros = torch.zeros_like if scratch is None else (lambda t, name: scratch.zeros(name, t))
+        if scratch is None:
+            self.total, self.pos, self.neg, self.n_pos, self.n_neg = (torch.zeros_like(like) for _ in range(5))
+        else:
+            self.total, self.pos, self.neg, self.n_pos, self.n_neg = (
+                zeros(like, f"ties{i}") for i in range(5))
+        self._tmp = torch.empty_like(like) if scratch is None else scratch.take("ties_tmp", like.shape, like.dtype)
+        self._flag = (torch.empty(like.shape, dtype=torch.bool) if scratch is None
+                      else scratch.take("ties_flag", like.shape, torch.bool))
 
     def add(self, weighted: Tensor, weight: float = 1.0) -> None:
         """Add one trimmed delta already multiplied by its weight."""
         self.total += weighted
-        pos, neg = weighted > 0, weighted < 0
-        self.pos += weighted * pos
-        self.neg += weighted * neg
+        self.pos += torch.clamp(weighted, min=0, out=self._tmp)
+        self.neg += torch.clamp(weighted, max=0, out=self._tmp)
         unit = 1.0 if self.normalize != "weights" else abs(float(weight))
-        self.n_pos.add_(pos, alpha=unit)
-        self.n_neg.add_(neg, alpha=unit)
+        self.n_pos.add_(torch.gt(weighted, 0, out=self._flag), alpha=unit)
+        self.n_neg.add_(torch.lt(weighted, 0, out=self._flag), alpha=unit)
 
     def result(self, lam: float = 1.0) -> Tensor:
-        """lam times the merged delta; frees the buffers."""
-        up, down = self.total > 0, self.total < 0
-        pos, neg = lam * self.pos, lam * self.neg
+        """lam times the merged delta (in one of the accumulators' buffers)."""
+        pos, neg = self.pos, self.neg
+        if lam != 1.0:
+            pos.mul_(lam)
+            neg.mul_(lam)
         if self.normalize != "none":
-            pos /= self.n_pos.clamp(min=1e-30)
-            neg /= self.n_neg.clamp(min=1e-30)
-        out = torch.where(up, pos, torch.where(down, neg, 0.0))
-        del self.total, self.pos, self.neg, self.n_pos, self.n_neg
+            pos.div_(self.n_pos.clamp_(min=1e-30))
+            neg.div_(self.n_neg.clamp_(min=1e-30))
+        pos.masked_fill_(torch.le(self.total, 0, out=self._flag), 0.0)
+        neg.masked_fill_(torch.ge(self.total, 0, out=self._flag), 0.0)
+        out = pos.add_(neg)
+        del self.total, self.pos, self.neg, self.n_pos, self.n_neg, self._tmp, self._flag
         return out
 
 
@@ -263,18 +294,17 @@ def is_finite(t: Tensor) -> bool:
     return math.isfinite(lo) and math.isfinite(hi)
 
 
-def cast_checked(t: Tensor, dtype: torch.dtype, key: str, *, allow_nonfinite: bool = False) -> Tensor:
-    """t cast to dtype; NonFiniteError naming `key` if t holds NaN/inf or the cast overflows to inf."""
+def cast_checked(t: Tensor, dtype: torch.dtype, key: str, *, allow_nonfinite: bool = False,
+                 out: Tensor | None = None) -> Tensor:
+    """t cast to dtype (into `out` if given); NonFiniteError naming `key` if the result holds NaN/inf:
+    from t itself, or from a cast that overflows."""
+    res = t.to(dtype) if out is None else out.copy_(t)
+    if allow_nonfinite or is_finite(res):
+        return res
     lo, hi = finite_range(t)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        if allow_nonfinite:
-            return t.to(dtype)
-        raise NonFiniteError(f"{key}: the merged tensor holds NaN or infinite values (allow_nonfinite=True lets them through)")
-    out = t.to(dtype)
-    overflow = dtype.is_floating_point and t.dtype != dtype and max(-lo, hi) > torch.finfo(dtype).max
-    if overflow and not allow_nonfinite and not is_finite(out):
+    if math.isfinite(lo) and math.isfinite(hi):
         raise NonFiniteError(
             f"{key}: casting to {dtype} overflows to inf (largest magnitude {max(-lo, hi):.4g} > "
             f"{torch.finfo(dtype).max:.4g}); write a wider dtype or lower the coefficients"
         )
-    return out
+    raise NonFiniteError(f"{key}: the merged tensor holds NaN or infinite values (allow_nonfinite=True lets them through)")

@@ -29,7 +29,14 @@ import torch
 from torch import Tensor
 
 from .kernels import dare_mask, fraction, row_mask
-from .recipe import MERGE_METHODS, MergeState, Recipe, find_thresholds, merge_tensor
+from .recipe import (
+    MERGE_METHODS,
+    MaskFn,
+    MergeState,
+    Recipe,
+    find_thresholds,
+    merge_tensor,
+)
 from .statedict import diff_keys, mismatch
 from .task_vector import TaskVector
 
@@ -76,11 +83,12 @@ def _check_vectors(vectors: Sequence[TaskVector], weights: Sequence[float] | Non
     return vectors, weights
 
 
-def run_recipe(recipe: Recipe, vectors: Sequence[TaskVector], *, generator: torch.Generator | None = None) -> TaskVector:
+def run_recipe(recipe: Recipe, vectors: Sequence[TaskVector], *, generator: torch.Generator | None = None,
+               masks: MaskFn | None = None) -> TaskVector:
     """The merged task vector of `recipe` on in-memory vectors, tensor by tensor (keys it does not select: 0).
 
-    DARE masks come from `generator`, drawn key by key and, within a key, vector by vector; without one
-    from the recipe's seed, as the streaming engine draws them.
+    DARE masks: `masks(i, key, delta, p)` if given; else from `generator`, drawn key by key and, within a
+    key, vector by vector; else from the recipe's seed, as the streaming engine draws them.
     """
     vectors, _ = _check_vectors(vectors, recipe.weights)
     keys = vectors[0].keys()
@@ -88,11 +96,13 @@ def run_recipe(recipe: Recipe, vectors: Sequence[TaskVector], *, generator: torc
     if recipe.is_global:  # a global top-k breaks ties in sorted key order, as the streaming engine does
         chosen = sorted(chosen)
     state = MergeState()
-    if recipe.trim == "dare":
+    if recipe.trim == "dare" and masks is not None:
+        state.masks = masks
+    elif recipe.trim == "dare":
         if generator is not None:
             if not isinstance(generator, torch.Generator):
                 raise TypeError(f"generator is a {type(generator).__name__}: expected a torch.Generator")
-            state.masks = lambda i, key, shape, p: dare_mask(shape, p, generator)
+            state.masks = lambda i, key, delta, p: dare_mask(delta.shape, p, generator)
         else:
             from .recipe import seeded_masks
 

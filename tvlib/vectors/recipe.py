@@ -37,6 +37,7 @@ from .kernels import (
     NORMALIZE,
     ROUNDING,
     KthLargest,
+    Scratch,
     TiesSum,
     count_kept,
     dare_mask,
@@ -163,6 +164,12 @@ class Recipe:
         return "ties" if self.method in ("ties", "dare_ties") else "sum"
 
     @property
+    def elementwise(self) -> bool:
+        """True when each entry is merged from the same entry of the inputs alone (given global
+        thresholds), so a tensor can be streamed in chunks of its flattening."""
+        return self.trim is None or self.is_global
+
+    @property
     def is_global(self) -> bool:
         """True when the method needs global top-k thresholds (extra streaming passes)."""
         return self.trim == "magnitude" and self.scope == "global"
@@ -173,14 +180,14 @@ class Recipe:
             fnmatch.fnmatchcase(key, p) for p in self.exclude)
 
 
-MaskFn = Callable[[int, str, torch.Size, float], Tensor]
+MaskFn = Callable[[int, str, Tensor, float], Tensor]  # (vector index, key, delta, drop probability) -> keep
 
 
 def seeded_masks(seed: int) -> MaskFn:
     """DARE keep-masks drawn from a generator seeded by (seed, vector index, key): independent of order."""
-    def masks(i: int, key: str, shape: torch.Size, p: float) -> Tensor:
+    def masks(i: int, key: str, delta: Tensor, p: float) -> Tensor:
         gen = torch.Generator().manual_seed((seed * 1_000_003 + i * 7919 + zlib.crc32(key.encode())) % (2**63))
-        return dare_mask(shape, p, gen)
+        return dare_mask(delta.shape, p, gen)
     return masks
 
 
@@ -190,40 +197,46 @@ class MergeState:
 
     thresholds: list[list] | None = None
     masks: MaskFn | None = None
+    scratch: Scratch | None = None
 
 
 def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],
-                    deltas: Callable[[str], Iterable[Tensor]], dtype: torch.dtype = torch.float32) -> list[list]:
+                    deltas: Callable[[str], Iterable[Tensor]], dtype: torch.dtype = torch.float32,
+                    scratch: Scratch | None = None, vectors: int | None = None) -> list[list]:
     """The global top-k threshold and tie room of every vector, by radix-select passes over deltas(key).
 
-    deltas(key) yields the delta of each vector for that key, in order; keys are visited in the same
-    order in every pass (and must be in the final merge).
+    deltas(key) yields the delta of each vector for that key, in order (or, with `vectors` = n, the
+    chunks of vector 0, ..., n-1 for each chunk of the key in turn); keys are visited in the same order
+    in every pass (and must be in the final merge).
     """
     n_all = sum(numel[k] for k in keys)
     sels = [KthLargest(count_kept(float(d), n_all, recipe.rounding), n_all, dtype) for d in recipe.densities]
     while not all(s.done for s in sels):
         for key in keys:
-            for s, d in zip(sels, deltas(key)):
+            for j, d in enumerate(deltas(key)):
+                s = sels[j % len(sels)] if vectors else sels[j]
                 if not s.done:
-                    s.feed(d.abs())
+                    s.feed(d.abs() if scratch is None else torch.abs(d, out=scratch.take("abs", d.shape, d.dtype)),
+                           scratch)
         for s in sels:
             s.end_pass()
     return [[s.threshold, s.room] for s in sels]
 
 
-def _trim(recipe: Recipe, i: int, key: str, d: Tensor, state: MergeState) -> Tensor:
+def _trim(recipe: Recipe, i: int, key: str, d: Tensor, state: MergeState, inplace: bool = False) -> Tensor:
     trim = recipe.trim
     if trim is None:
         return d
     if trim == "magnitude":
         if recipe.is_global:
-            thr = state.thresholds[i]
-            mask, thr[1] = top_mask(d.abs(), thr[0], thr[1])
-            return d * mask
+            thr, sc = state.thresholds[i], state.scratch
+            mag = d.abs() if sc is None else torch.abs(d, out=sc.take("abs", d.shape, d.dtype))
+            mask, thr[1] = top_mask(mag, thr[0], thr[1], None if sc is None else sc.take("mask", d.shape, torch.bool))
+            return d.mul_(mask) if inplace else d * mask
         return topk_tensor(d, value_at(recipe.densities[i], key, "density"), recipe.rounding)
     if trim == "dare":
         p = 1.0 - value_at(recipe.densities[i], key, "density")
-        keep = state.masks(i, key, d.shape, p)
+        keep = state.masks(i, key, d, p)
         return dare_tensor(d, keep, p, recipe.rescale)
     if trim == "rows":
         if d.ndim < 2:
@@ -247,11 +260,11 @@ def merge_tensor(recipe: Recipe, key: str, deltas: Iterable[Tensor], state: Merg
     total_w = 0.0
     for i, d in enumerate(deltas):
         w = value_at(recipe.weights[i], key, "weight")
-        t = _trim(recipe, i, key, d, state)
+        t = _trim(recipe, i, key, d, state, inplace)
         if recipe.combine == "ties":
             if ties is None:
-                ties = TiesSum(t, recipe.normalize)
-            ties.add(w * t, w)
+                ties = TiesSum(t, recipe.normalize, state.scratch)
+            ties.add(t.mul_(w) if inplace else w * t, w)
         else:
             t = t.mul_(w) if inplace else w * t
             acc = t if acc is None else acc.add_(t)
