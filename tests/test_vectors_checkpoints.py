@@ -1,0 +1,240 @@
+"""Checkpoints in and out, the streaming engine, `tvlib merge` and its config, on tiny Llamas built offline."""
+
+import json
+import os
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("safetensors")
+
+from tvlib.vectors import (
+    NonFiniteError,
+    Recipe,
+    StateDictMismatch,
+    TaskVector,
+    load_state_dict,
+    merge,
+    merge_checkpoints,
+)
+from tvlib.vectors.checkpoint import open_checkpoint, save_state_dict
+from tvlib.vectors.cli import main
+from tvlib.vectors.config import parse_config
+from tvlib.vectors.engine import plan_merge
+from tvlib.vectors.methods import run_recipe
+
+
+def config(layers: int = 2, tie: bool = True):
+    return transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                                    num_attention_heads=4, num_key_value_heads=4, vocab_size=96,
+                                    max_position_embeddings=64, tie_word_embeddings=tie)
+
+
+def tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tok.train_from_iterator(["task vectors add and negate"] * 20, trainers.BpeTrainer(vocab_size=96, special_tokens=["<unk>"]))
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+
+
+def perturbed(base, seed: int, scale: float = 0.02):
+    model = transformers.LlamaForCausalLM(base.config).to(base.dtype)
+    model.load_state_dict(base.state_dict())
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p += (scale * torch.randn(p.shape, generator=gen)).to(p.dtype)
+    return model
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """base (tied, bf16, sharded, with a tokenizer) and two fine-tuned copies."""
+    root = tmp_path_factory.mktemp("llama")
+    torch.manual_seed(0)
+    base = transformers.LlamaForCausalLM(config()).to(torch.bfloat16).eval()
+    base.save_pretrained(root / "base", max_shard_size="40KB")
+    tokenizer().save_pretrained(root / "base")
+    for i in (1, 2):
+        perturbed(base, i).save_pretrained(root / f"ft{i}")
+    return root, base
+
+
+def models(root):
+    return [root / "ft1", root / "ft2"]
+
+
+def test_reads_directories_files_shards_and_refuses_a_missing_hub_id(ckpts, monkeypatch):
+    root, base = ckpts
+    assert len(list((root / "base").glob("model-*.safetensors"))) > 1  # sharded, with an index
+    sd = load_state_dict(root / "base")
+    ref = base.state_dict()
+    assert set(sd) == set(ref) - {"lm_head.weight"}  # the tied weight is saved once
+    assert all(torch.equal(sd[k], ref[k]) for k in sd)
+    one = open_checkpoint(root / "ft1" / "model.safetensors")
+    assert torch.equal(one.read("model.norm.weight"), load_state_dict(root / "ft1")["model.norm.weight"])
+    part = one.read("model.embed_tokens.weight", part=(10, 50))
+    assert torch.equal(part, load_state_dict(root / "ft1")["model.embed_tokens.weight"].reshape(-1)[10:50])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not fetched as a Hugging Face id"):
+        open_checkpoint("no-such-org/no-such-model")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        open_checkpoint(root / "nothing" / "here")
+
+
+def test_merged_directory_loads_with_from_pretrained_and_matches_the_in_memory_merge(ckpts, tmp_path):
+    root, base = ckpts
+    out = tmp_path / "merged"
+    summary = merge_checkpoints(root / "base", models(root), Recipe("task_arithmetic", [0.7, -0.4]), out)
+    files = sorted(os.listdir(out))
+    assert "config.json" in files and "tokenizer.json" in files and "generation_config.json" in files
+    assert summary["merged"] == len(load_state_dict(root / "base"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert model.dtype == torch.bfloat16 and model.lm_head.weight is model.model.embed_tokens.weight
+    tvs = [TaskVector.from_models(base, root / f"ft{i}") for i in (1, 2)]
+    ref = merge(base, tvs, [0.7, -0.4])
+    got = model.state_dict()
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    expected = transformers.AutoModelForCausalLM.from_pretrained(root / "base").eval()
+    expected.load_state_dict(ref)
+    ids = torch.arange(12)[None]
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, expected(input_ids=ids).logits)
+    assert transformers.AutoTokenizer.from_pretrained(out)("task vectors")["input_ids"]
+
+
+RECIPES = [
+    Recipe("task_arithmetic", [0.7, 0.5], normalize="weights"),
+    Recipe("ties", [0.7, 0.5], [0.2, 0.3]),
+    Recipe("ties", [0.7, -0.5], [0.2, 0.2], scope="tensor", normalize="weights", rounding="floor"),
+    Recipe("magnitude", [1.0, 1.0], [0.1, 0.1]),
+    Recipe("dare", [0.7, 0.5], [0.5, 0.5], seed=3),
+    Recipe("dare_ties", [0.7, 0.5], [0.5, 0.5], rescale="l1"),
+    Recipe("rows", [1.0, 1.0], [0.5, 0.5]),
+    Recipe("low_rank", [1.0, 1.0], rank=2, lam=[("mlp", 0.5), (None, 1.0)]),
+    Recipe("task_arithmetic", [[("self_attn", 0.2), (None, 1.0)], 1.0], exclude=["*norm*"]),
+]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.method)
+def test_streaming_equals_in_memory_for_every_method(ckpts, tmp_path, recipe):
+    root, base = ckpts
+    merge_checkpoints(root / "base", models(root), recipe, tmp_path / "a", chunk=333)  # tensors in pieces
+    tvs = [TaskVector.from_models(base, root / f"ft{i}") for i in (1, 2)]
+    ref = run_recipe(recipe, tvs).apply_to(base)
+    got = load_state_dict(tmp_path / "a")
+    tol = 1e-2 if recipe.method == "low_rank" else 0  # an SVD's last bits depend on the thread count
+    for k in got:
+        torch.testing.assert_close(got[k].float(), ref[k].float(), rtol=0, atol=tol)
+
+
+def test_failed_merge_leaves_nothing_and_keeps_an_existing_output(ckpts, tmp_path):
+    root, _base = ckpts
+    bad = tmp_path / "bad"
+    sd = {k: v.clone() for k, v in load_state_dict(root / "ft1").items()}
+    sd["model.layers.1.mlp.up_proj.weight"][0, 0] = float("nan")
+    save_state_dict(sd, bad, like=root / "ft1")
+    out = tmp_path / "out"
+    merge_checkpoints(root / "base", models(root), Recipe("task_arithmetic", [1.0, 1.0]), out)
+    before = load_state_dict(out)
+    with pytest.raises(NonFiniteError, match=r"model 1 .*bad.*model\.layers\.1\.mlp\.up_proj\.weight holds NaN"):
+        merge_checkpoints(root / "base", [root / "ft1", bad], Recipe("task_arithmetic", [1.0, 1.0]), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "out"]  # no temporary left
+    after = load_state_dict(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the old output is intact
+    merge_checkpoints(root / "base", [root / "ft1", bad], Recipe("task_arithmetic", [1.0, 1.0]), tmp_path / "nan",
+                      allow_nonfinite=True)
+    assert torch.isnan(load_state_dict(tmp_path / "nan")["model.layers.1.mlp.up_proj.weight"]).any()
+
+
+def test_key_shape_and_layer_count_mismatches_name_the_keys(ckpts, tmp_path):
+    root, _base = ckpts
+    deeper = transformers.LlamaForCausalLM(config(layers=3)).to(torch.bfloat16)
+    deeper.save_pretrained(tmp_path / "deeper")
+    with pytest.raises(StateDictMismatch, match=r"model\.layers\.2\.mlp\.up_proj\.weight: only in model 0"):
+        merge_checkpoints(root / "base", [tmp_path / "deeper"], Recipe("task_arithmetic", [1.0]), tmp_path / "o")
+    with pytest.raises(StateDictMismatch, match=r"model\.layers\.2\.self_attn\.q_proj\.weight: only in base"):
+        merge_checkpoints(tmp_path / "deeper", [root / "ft1"], Recipe("task_arithmetic", [1.0]), tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_fp16_overflow_is_reported_by_key(ckpts, tmp_path):
+    root, _ = ckpts
+    with pytest.raises(NonFiniteError, match="overflows to inf"):
+        merge_checkpoints(root / "base", models(root), Recipe("task_arithmetic", [1e7, 1e7]), tmp_path / "o",
+                          dtype=torch.float16)
+    assert not (tmp_path / "o").exists()
+
+
+def write_config(path, root, text):
+    path.write_text(text.format(root=root))
+    return path
+
+
+MERGEKIT_STYLE = """merge_method: ties
+base_model: {root}/base
+models:
+  - model: {root}/ft1
+    parameters: {{weight: 0.7, density: 0.2}}
+  - model: {root}/ft2
+    parameters:
+      weight: [{{filter: mlp, value: 0.3}}, {{value: 0.5}}]
+      density: 0.2
+parameters: {{normalize: true, int8_mask: true, scope: tensor}}
+dtype: float32
+exclude: ["*norm*"]
+"""
+
+
+def test_command_merges_and_dry_run_reports(ckpts, tmp_path, capsys):
+    root, _base = ckpts
+    cfg = write_config(tmp_path / "merge.yaml", root, MERGEKIT_STYLE)
+    assert main(["merge", str(cfg), str(tmp_path / "out"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    for needed in ("ties of 2 model(s)", "model 0 weight 0.7, density 0.2", "normalize=weights",
+                   "scope=tensor", "normalize: true read as mergekit's weights", "copied from the base",
+                   "estimated peak memory", "nothing written"):
+        assert needed in text, needed
+    assert not (tmp_path / "out").exists()
+    assert main(["merge", str(cfg), str(tmp_path / "out")]) == 0
+    got = load_state_dict(tmp_path / "out")
+    assert got["model.layers.0.mlp.up_proj.weight"].dtype == torch.float32
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "float32"
+    assert "merge_method: ties" in (tmp_path / "out" / "tvlib_merge.yaml").read_text()
+    ref = load_state_dict(root / "base")
+    assert torch.equal(got["model.norm.weight"], ref["model.norm.weight"].float())  # excluded: the base's
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"slices": []}, "slices: layer slices"),
+    ({"colour": 1}, "unknown config keys"),
+    ({"merge_method": "slerp"}, "merge_method='slerp'"),
+    ({"models": [{"model": "x", "parameters": {"weight": [0.1, 0.9]}}]}, "gradient over layers"),
+    ({"parameters": {"normalize": "mean"}}, "normalize='mean'"),
+    ({"parameters": {"lambda": float("nan")}}, "lambda"),
+])
+def test_config_errors_are_clear(bad, message):
+    cfg = {"merge_method": "ties", "base_model": "b", "models": [{"model": "m", "parameters": {"density": 0.2}}], **bad}
+    with pytest.raises((ValueError, TypeError), match=message):
+        parse_config(cfg)
+
+
+def test_command_reports_errors_without_a_traceback(ckpts, tmp_path, capsys):
+    root, _ = ckpts
+    cfg = write_config(tmp_path / "c.yaml", root, "merge_method: ties\nbase_model: {root}/base\nmodels: []\n")
+    assert main(["merge", str(cfg), str(tmp_path / "o")]) == 2
+    assert "tvlib merge: error: models" in capsys.readouterr().err
+
+
+def test_plan_drops_an_untied_copy_of_a_tied_embedding(tmp_path):
+    torch.manual_seed(1)
+    model = transformers.LlamaForCausalLM(config())
+    sd = {k: v.clone() for k, v in model.state_dict().items()}  # lm_head saved as its own tensor
+    save_state_dict(sd, tmp_path / "base")
+    model.config.save_pretrained(tmp_path / "base")
+    save_state_dict(sd, tmp_path / "ft")
+    plan = plan_merge(tmp_path / "base", [tmp_path / "ft"], Recipe("task_arithmetic", [1.0]))
+    assert "lm_head.weight" in plan.dropped and "lm_head.weight" not in plan.dtypes

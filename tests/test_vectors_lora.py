@@ -1,0 +1,81 @@
+"""Low-rank task vectors held as factors: saved as factors, exported as peft LoRA adapters, aligned and added."""
+
+import os
+
+import pytest
+import torch
+
+from tvlib.vectors import TaskVector, align
+
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+
+def tiny():
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=4, vocab_size=64, max_position_embeddings=32)
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def test_low_rank_saves_its_factors_not_a_dense_tensor(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    tv = TaskVector({"big": torch.randn(256, 128, generator=gen), "bias": torch.randn(256, generator=gen)})
+    low = tv.low_rank(4)
+    assert set(low.factors) == {"big"} and low.factors["big"][0].shape == (256, 4)
+    low.save(tmp_path / "low.safetensors")
+    tv.save(tmp_path / "dense.safetensors")
+    assert os.path.getsize(tmp_path / "low.safetensors") < os.path.getsize(tmp_path / "dense.safetensors") / 10
+    back = TaskVector.load(tmp_path / "low.safetensors")
+    assert set(back.factors) == {"big"} and back.keys() == low.keys()
+    torch.testing.assert_close(back.deltas["big"], low.deltas["big"])
+    assert torch.linalg.matrix_rank(back.deltas["big"]) == 4
+    # arithmetic keeps factors: scaling scales B, adding concatenates (ranks add), never factor by factor
+    both = low + 2.0 * low
+    assert both.factors["big"][0].shape == (256, 8)
+    torch.testing.assert_close(both.deltas["big"], 3 * low.deltas["big"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close((-low).deltas["big"], -low.deltas["big"])
+
+
+def test_export_as_a_peft_adapter_that_peft_loads(tmp_path):
+    base = tiny()
+    ft = tiny()
+    with torch.no_grad():
+        for name, p in ft.named_parameters():
+            if name.endswith(("q_proj.weight", "v_proj.weight")):
+                p += 0.05 * torch.randn(p.shape)
+    tv = TaskVector.from_models(base, ft).low_rank(3)
+    lora = TaskVector({k: v for k, v in tv.deltas.items() if k.endswith(("q_proj.weight", "v_proj.weight"))}).low_rank(3)
+    lora.to_peft(tmp_path / "adapter", base_model_name_or_path="tiny")
+    assert sorted(os.listdir(tmp_path / "adapter")) == ["adapter_config.json", "adapter_model.safetensors"]
+    model = peft.PeftModel.from_pretrained(tiny(), tmp_path / "adapter").merge_and_unload()
+    expected = lora.apply_to(base, strict=False)
+    got = model.state_dict()
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="dense"):
+        tv.to_peft(tmp_path / "no")  # norms and embeddings are dense deltas
+    assert not (tmp_path / "no").exists()
+    back = TaskVector.from_peft(peft.PeftModel.from_pretrained(tiny(), tmp_path / "adapter"), factored=True)
+    assert set(back.factors) == set(lora.factors)
+    for k in lora:
+        torch.testing.assert_close(back.deltas[k], lora.deltas[k], rtol=1e-5, atol=1e-6)
+
+
+def test_adapters_with_different_target_modules_align_and_add(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    q, v = "model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight"
+    a = TaskVector({}, factors={q: (torch.randn(32, 2, generator=gen), torch.randn(2, 32, generator=gen))})
+    b = TaskVector({}, factors={v: (torch.randn(32, 4, generator=gen), torch.randn(4, 32, generator=gen))})
+    with pytest.raises(ValueError, match="do not match"):
+        a + b
+    with pytest.raises(ValueError, match="only in others"):
+        align([a, b], missing="error")
+    a2, b2 = align([a, b])
+    assert a2.keys() == b2.keys() == [q, v] and a2.factors[v][0].shape == (32, 0)  # a rank-0 zero
+    total = a2 + b2
+    torch.testing.assert_close(total.deltas[q], a.deltas[q])
+    torch.testing.assert_close(total.deltas[v], b.deltas[v])
+    total.to_peft(tmp_path / "sum")
+    model = peft.PeftModel.from_pretrained(tiny(), tmp_path / "sum").merge_and_unload()
+    torch.testing.assert_close(model.state_dict()[v], tiny().state_dict()[v] + b.deltas[v], rtol=1e-5, atol=1e-5)
