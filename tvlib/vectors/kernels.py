@@ -176,13 +176,17 @@ def top_mask(values: Tensor, threshold: float, room: int, out: Tensor | None = N
     return mask, room - n_tied
 
 
-def topk_tensor(delta: Tensor, density: float, rounding: str = "nearest") -> Tensor:
+def topk_tensor(delta: Tensor, density: float, rounding: str = "nearest", scratch: Scratch | None = None,
+                inplace: bool = False) -> Tensor:
     """delta with all but its top-k magnitudes (k from density) set to zero: top-k within one tensor."""
-    mag = delta.abs()
+    mag = delta.abs() if scratch is None else torch.abs(delta, out=scratch.take("abs", delta.shape, delta.dtype))
     sel = KthLargest(count_kept(density, delta.numel(), rounding), delta.numel(), mag.dtype)
-    sel.select(lambda: [mag])
-    mask, _ = top_mask(mag, sel.threshold, sel.room)
-    return delta * mask
+    while not sel.done:
+        sel.feed(mag, scratch)
+        sel.end_pass()
+    mask, _ = top_mask(mag, sel.threshold, sel.room,
+                       None if scratch is None else scratch.take("mask", delta.shape, torch.bool))
+    return delta.mul_(mask) if inplace else delta * mask
 
 
 def row_mask(delta: Tensor, *, keep: float | None = None, threshold: float | None = None) -> Tensor:

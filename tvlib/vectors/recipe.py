@@ -233,7 +233,7 @@ def _trim(recipe: Recipe, i: int, key: str, d: Tensor, state: MergeState, inplac
             mag = d.abs() if sc is None else torch.abs(d, out=sc.take("abs", d.shape, d.dtype))
             mask, thr[1] = top_mask(mag, thr[0], thr[1], None if sc is None else sc.take("mask", d.shape, torch.bool))
             return d.mul_(mask) if inplace else d * mask
-        return topk_tensor(d, value_at(recipe.densities[i], key, "density"), recipe.rounding)
+        return topk_tensor(d, value_at(recipe.densities[i], key, "density"), recipe.rounding, state.scratch, inplace)
     if trim == "dare":
         p = 1.0 - value_at(recipe.densities[i], key, "density")
         keep = state.masks(i, key, d, p)
