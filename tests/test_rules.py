@@ -65,3 +65,21 @@ def test_fraction_of_seeds():
 
     assert fraction_of_seeds([True, True, True, True, False]).holds
     assert not fraction_of_seeds([True, True, True, False, False]).holds
+
+
+def test_sufficient_bound_says_violated_when_the_bound_claims_too_much():
+    from tvlib.rules import sufficient_bound
+
+    # "lam >= 3 suffices" while the claim holds from lam ~ 1: conservative
+    assert sufficient_bound([1.0, 1.1, 0.9, 1.0, 1.05], 3.0, tol=0.2).word == "conservative"
+    # "lam >= 3 suffices" while the claim needs lam ~ 3.5: the bound is violated (the disagreeing case)
+    v = sufficient_bound([3.5, 3.6, 3.4, 3.7, 3.5], 3.0, tol=0.2)
+    assert v.word == "violated" and not v.holds
+    assert sufficient_bound([3.05, 2.95, 3.1, 2.9, 3.0], 3.0, tol=0.2).word == "tight"
+    # an upper bound "lam <= 4.8 suffices" whose measured edge is at 12: conservative; at 3: violated
+    assert sufficient_bound([12.0] * 5, 4.8, tol=0.4, region="below").word == "conservative"
+    assert sufficient_bound([3.0, 3.1, 2.9, 3.0, 3.2], 4.8, tol=0.4, region="below").word == "violated"
+    # noisy seeds: a mean gap within two standard errors is not called either way
+    assert sufficient_bound([1.0, 5.0, 1.0, 5.0, 1.0], 3.0, tol=0.1).word == "tight"
+    with pytest.raises(ValueError, match="region"):
+        sufficient_bound([1.0], 1.0, tol=0.1, region="left")

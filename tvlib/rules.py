@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GOALS", "best_lambda", "Verdict", "ordering", "agreement", "fraction_of_seeds"]
+__all__ = ["GOALS", "best_lambda", "Verdict", "ordering", "agreement", "fraction_of_seeds",
+           "sufficient_bound"]
 
 GOALS = ("add", "negate")
 
@@ -100,3 +101,33 @@ def fraction_of_seeds(flags: Sequence[bool], *, min_frac: float = 0.8,
         raise ValueError("flags is empty: expected one yes/no per seed")
     ok = int(f.sum()) >= min_frac * f.size
     return Verdict(words[0] if ok else words[1], ok, f"{int(f.sum())}/{f.size} seeds")
+
+
+def sufficient_bound(measured: Sequence[float], predicted: float | Sequence[float], *, tol: float,
+                     region: str = "above", min_frac: float = 0.8, n_se: float = 2.0) -> Verdict:
+    """How a sufficient bound compares with the measured edge, per seed: "tight", "conservative" or "violated".
+
+    region "above": the bound says lam >= predicted suffices, the measured edge is the smallest lam from
+    which the claim holds; "below": lam <= predicted suffices, the edge is the largest such lam. The
+    slack is predicted - measured ("above") or measured - predicted ("below"), per seed. "violated"
+    (the bound claims points where the measurement fails) when the slack is negative in at least
+    min_frac of the seeds and its mean is below -(tol + n_se SE); "conservative" when it is positive
+    in at least min_frac of the seeds and its mean exceeds tol + n_se SE; otherwise "tight".
+    """
+    m = _seeds(measured, "measured")
+    p = np.broadcast_to(np.asarray(predicted, dtype=float), m.shape)
+    if not np.isfinite(p).all() or not tol >= 0 or region not in ("above", "below"):
+        raise ValueError(f"predicted={predicted}, tol={tol}, region={region!r}: expected finite predictions, "
+                         "tol >= 0 and region 'above' or 'below'")
+    slack = p - m if region == "above" else m - p
+    n = slack.size
+    se = float(slack.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    mean = float(slack.mean())
+    if (slack < 0).sum() >= min_frac * n and mean < -(tol + n_se * se):
+        word = "violated"
+    elif (slack > 0).sum() >= min_frac * n and mean > tol + n_se * se:
+        word = "conservative"
+    else:
+        word = "tight"
+    return Verdict(word, word != "violated",
+                   f"slack {mean:.3g} ± {se:.2g} (SE, {n} seeds; > 0: the bound asks for more than needed), tol {tol:.2g}")
