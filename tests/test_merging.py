@@ -317,3 +317,25 @@ def test_sparsity_sweep_on_fine_tuned_toy_vectors():
     assert torch.linalg.matrix_rank(low.dV).max() == 1 and low.dW.shape == vectors.dW.shape
     with pytest.raises(ValueError, match="got 3 lams for 2"):
         sparsity_sweep(vectors, [1.0, 1.0, 1.0], [list(p) for p in pairs], methods=["sum"], levels=[1.0], n=8, generator=g(0))
+
+
+def test_harmless_table_judges_each_method_and_level_against_the_dense_merge():
+    import pandas as pd
+
+    from tvlib.toy.sparsity import harmless_table, worse_error
+
+    rows = []
+    for seed in range(5):
+        for method, level, err in (("sum", 1.0, 0.1), ("topk", 0.5, 0.15), ("topk", 0.1, 0.5), ("dare", 0.5, 0.19)):
+            for task, bump in (("T1", 0.0), ("T2", 0.01 * seed)):
+                rows.append((method, level, 1.0, seed, task, err + bump, 1.0))
+    frame = pd.DataFrame(rows, columns=["method", "level", "kept", "seed", "task", "error", "accuracy"])
+    np.testing.assert_allclose(worse_error(frame, "topk", 0.5), 0.15 + 0.01 * np.arange(5))
+    np.testing.assert_allclose(worse_error(frame, "topk", 0.5, ["T1"]), 0.15)
+    table, verdicts = harmless_table({"add": frame}, {"add": ["T1", "T2"]}, ["topk", "dare"], [0.5, 0.1][:1])
+    assert verdicts["topk", 0.5].word == "harmless"  # 0.15 + b <= 2 (0.1 + b)
+    assert list(table.columns) == ["method", "50% kept"]
+    _, verdicts = harmless_table({"add": frame}, {"add": ["T1"]}, ["topk"], [0.1])
+    assert verdicts["topk", 0.1].word == "harmful"  # 0.5 > 2 x 0.1: the disagreeing case
+    with pytest.raises(ValueError, match="no rows"):
+        worse_error(frame, "ties", 0.5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -18,7 +19,8 @@ from ..vectors.task_vector import TaskVector
 from .data import Task
 from .grid import DEFAULT_MAX_BYTES, VectorGrid, evaluate_merged
 
-__all__ = ["split_task_vectors", "join_task_vectors", "map_task_vectors", "sparsity_sweep"]
+__all__ = ["split_task_vectors", "join_task_vectors", "map_task_vectors", "sparsity_sweep", "worse_error",
+           "harmless_table"]
 
 
 def split_task_vectors(vectors: VectorGrid) -> list[list[TaskVector]]:
@@ -109,3 +111,46 @@ def sparsity_sweep(
                     rows.append((method, level, kept[g][c], g, names[e],
                                  float(ev.error[g, c, e]), float(ev.accuracy[g, c, e])))
     return pd.DataFrame(rows, columns=["method", "level", "kept", "seed", "task", "error", "accuracy"])
+
+
+def worse_error(frame: pd.DataFrame, method: str, level: float, tasks: Sequence[str] | None = None) -> np.ndarray:
+    """Per seed (sorted): the largest hinge error over `tasks` (default: all) of one method and level of a
+    sparsity_sweep frame."""
+    f = frame[(frame["method"] == method) & np.isclose(frame["level"], level)]
+    if tasks is not None:
+        f = f[f["task"].isin(list(tasks))]
+    if f.empty:
+        raise ValueError(f"no rows for method={method!r}, level={level}, tasks={tasks}: expected them in the frame")
+    return f.groupby("seed")["error"].max().sort_index().to_numpy()
+
+
+def harmless_table(
+    frames: dict[str, pd.DataFrame],
+    tasks: dict[str, Sequence[str]],
+    methods: Sequence[str],
+    levels: Sequence[float],
+    *,
+    factor: float = 2.0,
+    reference: str = "sum",
+) -> tuple[pd.DataFrame, dict[tuple[str, float], object]]:
+    """Which sparsified merges are harmless: per method and level, a seed is harmless when for every operation
+    (frames[op], its tasks[op]) the worse error is at most factor times that of the dense merge (`reference`
+    at level 1); judged by tvlib.rules.fraction_of_seeds with words "harmless" / "harmful".
+
+    Returns a table (one row per method, one column per level: the seed-mean worse error of the first
+    operation and the verdict) and the verdicts by (method, level).
+    """
+    from ..rules import fraction_of_seeds
+
+    dense = {op: worse_error(frames[op], reference, 1.0, tasks[op]) for op in frames}
+    first = next(iter(frames))
+    verdicts, rows = {}, []
+    for method in methods:
+        row = {"method": method}
+        for level in levels:
+            ok = np.all([worse_error(frames[op], method, level, tasks[op]) <= factor * dense[op] for op in frames], 0)
+            v = fraction_of_seeds(ok, words=("harmless", "harmful"))
+            verdicts[method, float(level)] = v
+            row[f"{level:.0%} kept"] = f"{worse_error(frames[first], method, level, tasks[first]).mean():.3f} {v.word}"
+        rows.append(row)
+    return pd.DataFrame(rows), verdicts
