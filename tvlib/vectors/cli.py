@@ -31,7 +31,7 @@ def _merge(args: argparse.Namespace) -> int:
                                 threads=args.threads, log=lambda s: print(s, file=sys.stderr))
     print(f"merged {summary['merged']} tensors ({summary['copied']} copied from the base) of "
           f"{len(job.models)} model(s) by {job.recipe.method} into {args.out}: "
-          f"{summary['bytes'] / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s")
+          f"{summary['bytes'] / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f} s")
     return 0
 
 

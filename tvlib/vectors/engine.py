@@ -48,6 +48,11 @@ RUNTIME_BYTES = 280 * 10**6  # resident memory of Python, torch and tvlib before
 CHUNK = 1 << 22  # entries per piece of a tensor when the recipe is elementwise
 
 
+def _size(nbytes: float) -> str:
+    """Bytes in GB, or MB below 1 GB."""
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
+
+
 @dataclass
 class MergePlan:
     """What a merge reads, computes and writes: the basis of --dry-run and of the merge itself."""
@@ -79,11 +84,11 @@ class MergePlan:
 
     def describe(self, out: str | os.PathLike) -> str:
         """The dry-run report: what would be read, computed and written, and the estimated peak memory."""
-        r, gb = self.recipe, 1e9
+        r = self.recipe
         lines = [f"tvlib merge: {r.method} of {len(self.models)} model(s) into {out}"]
         for role, ck in [("base ", self.base), *[(f"model {i}", m) for i, m in enumerate(self.models)]]:
             lines.append(f"  {role:8s} {ck.name}: {len(ck.files())} file(s), {len(ck.infos)} tensors, "
-                         f"{ck.numel():,} entries, {ck.nbytes() / gb:.2f} GB")
+                         f"{ck.numel():,} entries, {_size(ck.nbytes())}")
         for i, m in enumerate(self.models):
             dens = f", density {r.densities[i]}" if r.densities is not None else ""
             lines.append(f"  model {i} weight {r.weights[i]}{dens}")
@@ -106,11 +111,11 @@ class MergePlan:
         for k, why in self.dropped.items():
             lines.append(f"    not written {k}: {why}")
         read = self.base.nbytes() + sum(m.nbytes() for m in self.models)
-        lines.append(f"  reads: {self.passes} pass(es) over {read / gb:.2f} GB"
+        lines.append(f"  reads: {self.passes} pass(es) over {_size(read)}"
                      + (" (2 to find the global top-k thresholds, 1 to merge)" if self.passes > 1 else ""))
         out_bytes = sum(self.base.infos[k].numel * self.dtypes[k].itemsize for k in self.dtypes)
-        lines.append(f"  writes: {out_bytes / gb:.2f} GB of safetensors, config and tokenizer files of the base")
-        lines.append(f"  estimated peak memory: {self.peak_bytes() / gb:.2f} GB")
+        lines.append(f"  writes: {_size(out_bytes)} of safetensors, config and tokenizer files of the base")
+        lines.append(f"  estimated peak memory: {_size(self.peak_bytes())}")
         return "\n".join(lines)
 
 
@@ -149,7 +154,7 @@ class _BackgroundWriter:
 def plan_merge(base: str | os.PathLike | Checkpoint, models: Sequence[str | os.PathLike | Checkpoint], recipe: Recipe,
                *, dtype: torch.dtype | None = None, strict: bool = True) -> MergePlan:
     """Open the checkpoints and decide, key by key, what is merged, copied or dropped; check keys and shapes."""
-    base_ck = open_checkpoint(base, "base")
+    base_ck = open_checkpoint(base)
     model_cks = [open_checkpoint(m) for m in models]
     if len(model_cks) != len(recipe.weights):
         raise ValueError(f"{len(model_cks)} models but {len(recipe.weights)} weights: expected one per model")
