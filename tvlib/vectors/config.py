@@ -1,5 +1,7 @@
 """The `tvlib merge` config file: mergekit's YAML layout, read into a Recipe and the checkpoints to merge.
 
+For example::
+
     merge_method: ties            # task_arithmetic | ties | dare | dare_ties | magnitude | rows | low_rank
     base_model: ./base            # a directory, a .safetensors file or a Hugging Face id
     models:

@@ -3,6 +3,7 @@
 
 Each kernel sees one tensor (or one tensor of each task vector) in float32/float64 and never the
 whole model, so the streaming engine can run them tensor by tensor. Conventions:
+
 - k entries out of n for a fraction `density`: k = floor(density * n + 1/2) ("nearest", tvlib's
   default) or floor(density * n) ("floor", mergekit's).
 - Top-k keeps the k largest magnitudes; ties at the k-th largest are broken by position (the order
@@ -235,7 +236,7 @@ class TiesSum:
     Keeps five buffers whatever the number of vectors: the running sum S (whose sign is the elected
     sign; an exact zero elects nothing and the entry stays 0), the sums of positive and of negative
     entries, and their normalisers. normalize: "count" divides by the number of agreeing vectors (the
-    TIES paper's disjoint mean), "weights" by the sum of their |w_t| (mergekit's, which divides by w_t
+    TIES paper's disjoint mean), "weights" by the sum of their absolute weights (mergekit's, which divides by w_t
     instead and so undoes a negative weight), "none" returns the sum of the agreeing entries.
     """
 

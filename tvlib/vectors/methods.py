@@ -4,6 +4,7 @@ DARE-TIES, and merge_vectors, the one entry point for all of them.
 Every function takes and returns TaskVector objects, so it works on the toy model and on Hugging Face
 state dicts alike, and runs the per-tensor code of tvlib.vectors.recipe / kernels that the streaming
 engine runs on checkpoints. Conventions:
+
 - Rows: a row u_i of a delta is delta[..., i, :] (row i of a Linear weight = output unit i; row i of the
   toy model's V = neuron i). Deltas with more than 2 dims are stacks of matrices over the last two.
 - Sizes: a fraction `density` of n entries keeps k = floor(density * n + 1/2) of them (rounding="floor":
@@ -16,7 +17,7 @@ engine runs on checkpoints. Conventions:
   weighted trimmed values, average the entries that agree with it (zeros excluded), scale by lam. Where
   they cancel exactly the elected sign is 0 and the merged entry is 0, as in the paper's algorithm
   (mergekit elects +). normalize="count" divides by the number of agreeing vectors (the paper's
-  disjoint mean), "weights" by the sum of their |weights| (mergekit's when weights are positive).
+  disjoint mean), "weights" by the sum of their absolute weights (mergekit's when weights are positive).
 - DARE (Yu et al. 2024): drop each entry with probability p, rescale the kept ones by 1/(1 - p)
   (rescale="entry"), or the whole tensor to its former L1 norm (rescale="l1", mergekit's).
 """
@@ -183,7 +184,7 @@ def ties_merge(
 
     density: fraction of each vector kept by the trim (the paper's k, default 20%); weights: per-vector
     coefficients applied before the sign election (default 1: the published method; -1 negates a task);
-    normalize: "count" (the paper's mean), "weights" (divide by the agreeing |weights|) or "none".
+    normalize: "count" (the paper's mean), "weights" (divide by the agreeing absolute weights) or "none".
     """
     vectors, weights = _check_vectors(vectors, weights)
     frac = fraction(density, "density")

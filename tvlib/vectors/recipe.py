@@ -2,17 +2,16 @@
 (methods.merge_vectors) and the streaming engine (engine.merge_checkpoints) run.
 
 A Recipe names a method and its options; `merge_tensor` merges one tensor of n task vectors, fed one
-delta at a time, so nothing holds more than a few tensors. Methods (each = a trim, then a combination):
+delta at a time, so nothing holds more than a few tensors. Methods (each a trim of every task vector,
+then a combination):
 
-| method          | trim of each task vector                       | combination                    |
-|-----------------|------------------------------------------------|--------------------------------|
-| task_arithmetic | none                                           | sum_i w_i tau_i                |
-| magnitude       | top-k magnitudes (density; scope global/tensor) | sum                            |
-| ties            | top-k magnitudes                               | TIES elect + mean (normalize)  |
-| dare            | random drop (keep prob. density), rescale      | sum                            |
-| dare_ties       | random drop, rescale                           | TIES elect + mean (normalize)  |
-| rows            | keep the fraction density of rows by norm (Corollary 2), per matrix | sum       |
-| low_rank        | best rank-r approximation per matrix           | sum                            |
+- task_arithmetic: no trim; sum_i w_i tau_i.
+- magnitude: top-k magnitudes (density; scope global or tensor); sum.
+- ties: top-k magnitudes; TIES sign election and mean of the agreeing entries (normalize).
+- dare: random drop (keep probability density) and rescale; sum.
+- dare_ties: random drop and rescale; TIES election and mean.
+- rows: keep the fraction density of each matrix's rows by norm (Corollary 2); sum.
+- low_rank: best rank-r approximation of each matrix; sum.
 
 and the result is lam * combination. Parameters (weight, density, lam) may vary per tensor: a float, or
 a list of (filter, value) pairs where the first filter that is a substring of the key wins (None or

@@ -1,6 +1,7 @@
 """Task vectors on any state dict: dPsi_T = Psi*_T - Psi0 (Def. 1) and Psi = Psi0 + sum_i lam_i dPsi_i (eq. 2).
 
 Conventions:
+
 - Deltas are float32 tensors (float64 for float64 weights) on the device of the inputs; results
   written back take the dtype and device of the tensor they replace (a bf16 base gives a bf16 result).
 - Low-rank deltas may be held as factors (B, A) with delta = B @ A (`factors`); `deltas[k]` gives the
