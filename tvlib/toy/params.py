@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..params import fraction, integer, number_list, positive, subset
+from ..paper import OOD_GAMMA, OOD_LAM_GRID
 from ..vectors.device import resolve_device
 from .setting import Setting
 
@@ -87,40 +88,67 @@ def _gamma_pair(name: str, gamma: tuple) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class OodParams(Setting):
-    """Theorem 3: Psi0 + lam1 dPsi_T1 + lam2 dPsi_T2 on out-of-domain targets T'(gamma)."""
+    """Theorem 3: Psi0 + lam1 dPsi_T1 + lam2 dPsi_T2 on an out-of-domain target T'(gamma) and on gamma = 0.
+
+    gamma = () stands for the paper's Table 2 estimate (tvlib.paper.OOD_GAMMA) divided by its norm; the
+    default grid is the paper's search grid (tvlib.paper.OOD_LAM_GRID). edges_table is the tvlib-batch
+    table of the edge sweep, relative to the chapter's folder ("" skips it).
+    """
 
     chapter: ClassVar[str | None] = "ood"
 
-    other_gammas: tuple = ((0.6, 0.6), (0.0, 0.0))
-    lam1_min: float = -2.0
-    lam1_max: float = 3.0
-    lam2_min: float = -2.0
-    lam2_max: float = 2.0
-    lam_step: float = 0.2
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_eval: int = 500
+    gamma: tuple[float, ...] = ()
+    lam1_min: float = OOD_LAM_GRID[0]
+    lam1_max: float = OOD_LAM_GRID[1]
+    lam2_min: float = OOD_LAM_GRID[0]
+    lam2_max: float = OOD_LAM_GRID[1]
+    lam_step: float = OOD_LAM_GRID[2]
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    n_eval: int = 300
     sample_seed: int = 0
-    beta_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     c: float = 0.2
     factor: float = 2.0
+    edges_table: str = "data/ood-edges.csv"
     device: str = "cpu"
     threads: int = 1
 
     def check(self) -> None:
         super().check()
-        for g in self.other_gammas:
-            _gamma_pair("other_gammas", g)
+        if self.gamma:
+            g = _gamma_pair("gamma", self.gamma)
+            if not g[0] > 0:
+                raise ValueError(f"gamma={list(self.gamma)}: expected gamma_1 > 0 (the edges are lower bounds on lam1)")
         lam_grid(self.lam1_min, self.lam1_max, self.lam_step)
         lam_grid(self.lam2_min, self.lam2_max, self.lam_step)
         _seed_list("seeds", self.seeds)
-        _seed_list("beta_seeds", self.beta_seeds)
+        if len(self.seeds) < 2:
+            raise ValueError(f"seeds={list(self.seeds)}: the verdicts need at least two seeds")
         integer("n_eval", self.n_eval)
         integer("sample_seed", self.sample_seed, lo=0)
         integer("threads", self.threads)
         if not 0 < self.c < 1:
             raise ValueError(f"c={self.c!r}: expected the constant of condition (7) in (0, 1)")
         positive("factor", self.factor)
+        if not isinstance(self.edges_table, str):
+            raise ValueError(f"edges_table={self.edges_table!r}: expected a path (a string), or '' to skip the table")
         resolve_device(self.device)
+
+    @property
+    def target_gamma(self) -> tuple[float, float]:
+        """The target's (gamma_1, gamma_2): the parameter, or the paper's estimate divided by its norm."""
+        g = self.gamma or OOD_GAMMA
+        if self.gamma:
+            return (float(g[0]), float(g[1]))
+        n = float(np.hypot(*g))
+        return (float(g[0]) / n, float(g[1]) / n)
+
+    @property
+    def lams1(self) -> np.ndarray:
+        return lam_grid(self.lam1_min, self.lam1_max, self.lam_step)
+
+    @property
+    def lams2(self) -> np.ndarray:
+        return lam_grid(self.lam2_min, self.lam2_max, self.lam_step)
 
 
 @dataclass(frozen=True)
@@ -133,13 +161,12 @@ class LowRankParams(Setting):
     lam_min: float = -2.0
     lam_max: float = 3.0
     lam_step: float = 0.2
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n_eval: int = 400
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    n_eval: int = 300
     rank: int = 1
     max_rank: int = 8
-    lam2_min: float = -2.0
-    lam2_max: float = 2.0
-    n_eval_ood: int = 500
+    explore_ranks: tuple[int, ...] = (1, 2, 4)
+    ood_step: float = 0.4
     factor: float = 2.0
     c: float = 0.2
     lora_rank: int = 2
@@ -150,57 +177,89 @@ class LowRankParams(Setting):
     def check(self) -> None:
         super().check()
         number_list("alphas", self.alphas, lo=-1.0, hi=1.0)
-        lam_grid(self.lam_min, self.lam_max, self.lam_step)
-        lam_grid(self.lam2_min, self.lam2_max, self.lam_step)
+        if 0.0 not in self.alphas:
+            raise ValueError(f"alphas={list(self.alphas)}: expected 0.0 among them (beta and lam* are read at alpha = 0)")
+        if not self.alphas[0] < 0:
+            raise ValueError(f"alphas={list(self.alphas)}: expected a contradictory pair (alpha < 0) first, for negation")
+        lams = lam_grid(self.lam_min, self.lam_max, self.lam_step)
+        if not (lams.min() < 0 < lams.max()):
+            raise ValueError(f"lam_min={self.lam_min}, lam_max={self.lam_max}: expected a grid on both sides of 0")
+        lam_grid(OOD_LAM_GRID[0], OOD_LAM_GRID[1], self.ood_step)
         _seed_list("seeds", self.seeds)
-        for name in ("n_eval", "n_eval_ood", "rank", "max_rank", "lora_rank", "threads"):
+        if len(self.seeds) < 2:
+            raise ValueError(f"seeds={list(self.seeds)}: the verdicts need at least two seeds")
+        for name in ("n_eval", "rank", "max_rank", "lora_rank", "threads"):
             integer(name, getattr(self, name))
+        if not 2 <= self.max_rank <= min(self.d, self.m):
+            raise ValueError(f"max_rank={self.max_rank}: expected 2 <= max_rank <= min(d, m) = {min(self.d, self.m)}")
         if self.rank > self.max_rank:
             raise ValueError(f"rank={self.rank} > max_rank={self.max_rank}: expected rank <= max_rank")
-        if self.max_rank > min(self.d, self.m):
-            raise ValueError(f"max_rank={self.max_rank}: expected at most min(d, m) = {min(self.d, self.m)}")
+        for r in self.explore_ranks:
+            integer("explore_ranks", r)
+        subset("explore_ranks", self.explore_ranks, "1 ... max_rank", list(range(1, self.max_rank + 1)))
+        subset("rank", [self.rank], "explore_ranks", self.explore_ranks)
         integer("sample_seed", self.sample_seed, lo=0)
         if not 0 < self.c < 1:
             raise ValueError(f"c={self.c!r}: expected the constant of condition (7) in (0, 1)")
         positive("factor", self.factor)
         resolve_device(self.device)
 
+    @property
+    def lams(self) -> np.ndarray:
+        return lam_grid(self.lam_min, self.lam_max, self.lam_step)
+
+    @property
+    def ood_lams(self) -> np.ndarray:
+        """The out-of-domain grid of lambda_1 and of lambda_2: the range of Table 2 at step ood_step."""
+        return lam_grid(OOD_LAM_GRID[0], OOD_LAM_GRID[1], self.ood_step)
+
 
 @dataclass(frozen=True)
 class SparseParams(Setting):
-    """Corollary 2: row norms of dV, and merging pruned task vectors at growing sparsity."""
+    """Corollary 2 in its width regime (d = 12, M = 8, m = 256 > M^2 log M): row norms of dV, pruning the
+    small rows, and merging pruned task vectors at growing sparsity. widths_table is the tvlib-batch table
+    of the width sweep, relative to the chapter's folder ("" skips it)."""
 
     chapter: ClassVar[str | None] = "sparse"
 
-    seeds: tuple[int, ...] = (0, 1, 2)
-    widths: tuple[int, ...] = (64, 256)
+    d: int = 12
+    M: int = 8
+    m: int = 256
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     add_lams: tuple[float, ...] = (1.0, 1.0)
     neg_lams: tuple[float, ...] = (1.0, -1.0)
     methods: tuple[str, ...] = ("rows", "topk", "ties", "dare")
     levels: tuple[float, ...] = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
-    n_eval: int = 400
+    n_eval: int = 300
     sample_seed: int = 0
     mask_seed: int = 0
+    factor: float = 2.0
+    widths_table: str = "data/sparse-widths.csv"
     device: str = "cpu"
     threads: int = 1
 
     def check(self) -> None:
-        from ..vectors.methods import METHODS
-
         super().check()
+        if self.d < self.M + 3:
+            raise ValueError(f"d={self.d}, M={self.M}: expected d >= M + 3 (two source patterns, the target's "
+                             "own direction and the M irrelevant patterns are orthonormal)")
         _seed_list("seeds", self.seeds)
-        for w in self.widths:
-            integer("widths", w)
+        if len(self.seeds) < 2:
+            raise ValueError(f"seeds={list(self.seeds)}: the verdicts need at least two seeds")
         for name in ("add_lams", "neg_lams"):
             if len(number_list(name, getattr(self, name), distinct=False)) != 2:
                 raise ValueError(f"{name}={list(getattr(self, name))}: expected two coefficients (T1, T2)")
-        bad = [x for x in self.methods if x not in METHODS or x == "sum"]
-        if bad or not self.methods:
-            raise ValueError(f"methods={list(self.methods)}: expected some of {[x for x in METHODS if x != 'sum']}")
+        subset("the methods the text compares", ("rows", "topk", "ties", "dare"), "methods", self.methods)
+        bad = [x for x in self.methods if x not in ("rows", "topk", "ties", "dare")]
+        if bad:
+            raise ValueError(f"methods={list(self.methods)}: {bad} unknown; expected rows, topk, ties and dare")
         number_list("levels", self.levels, lo=1e-9, hi=1.0)
         subset("the levels the text quotes", (1.0, 0.5, 0.2, 0.1, 0.01), "levels", self.levels)
         for name in ("n_eval", "threads"):
             integer(name, getattr(self, name))
         integer("sample_seed", self.sample_seed, lo=0)
         integer("mask_seed", self.mask_seed, lo=0)
+        positive("factor", self.factor)
+        if not isinstance(self.widths_table, str):
+            raise ValueError(f"widths_table={self.widths_table!r}: expected a path (a string), or '' to skip the table")
         resolve_device(self.device)
