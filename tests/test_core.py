@@ -248,3 +248,25 @@ def test_steps_to_reach():
     assert out[0].item() == 3 and torch.isnan(out[1])
     with pytest.raises(ValueError, match="window"):
         steps_to_reach(loss, 0.4, window=9)
+
+
+def test_chapter_params_check_what_goes_together():
+    import numpy as np
+
+    from tvlib.toy.params import AdditionParams, FinetuningParams, NegationParams, SettingParams, two_step_grid
+
+    assert SettingParams().setting() == Setting()
+    grid = two_step_grid(-10.0, -3.0, 3.0, 0.5, 0.2)
+    assert grid[0] == -10.0 and grid[-1] == 3.0 and -3.0 in grid and -3.5 in grid and -3.1 not in grid
+    assert np.all(np.diff(grid) > 0)
+    assert NegationParams().lams.tolist() == grid.tolist()
+    with pytest.raises(ValueError, match="delta_stars entry 0.05 with delta_hash=0.1"):
+        FinetuningParams(delta_stars=[0.05, 0.3])
+    with pytest.raises(ValueError, match=r"factor \[3.0\] not in factors"):
+        AdditionParams(factor=3.0)
+    with pytest.raises(ValueError, match="predict_max"):
+        AdditionParams(predict_max=3.0)  # beyond lam_min = -2: nothing to predict
+    with pytest.raises(ValueError, match="no 0.0"):
+        NegationParams(alphas=[-0.4, 0.4], curve_alphas=[0.4])
+    with pytest.raises(ValueError, match="c="):
+        NegationParams(c=1.5)

@@ -56,6 +56,8 @@ def test_feasible_interval_interpolates_edges():
     lo, hi = th.feasible_interval(LAMS, slack, anchor=-2.0)
     assert lo == -2.0 and -1.6 < hi < -1.4
     assert all(np.isnan(th.feasible_interval(LAMS, slack, anchor=0.0)))
+    lo, hi = th.feasible_interval(LAMS, slack, anchor=0.0, nearest=True)  # the run closest to 0
+    assert 0.4 < lo < 0.6 and 2.4 < hi < 2.6
     assert all(np.isnan(th.feasible_interval(LAMS, -np.ones_like(LAMS))))
     with pytest.raises(ValueError, match="increasing"):
         th.feasible_interval(LAMS[::-1], LAMS)
@@ -63,15 +65,21 @@ def test_feasible_interval_interpolates_edges():
 
 def test_estimate_beta_recovers_a_linear_growth():
     err = 0.04 + 0.07 * np.abs(LAMS)
-    assert th.estimate_beta(LAMS, err, 0.04) == pytest.approx(0.07)
-    assert th.estimate_beta(LAMS, err, 0.04, method="slope") == pytest.approx(0.07)
+    for method in ("fit", "bound", "slope"):
+        assert th.estimate_beta(LAMS, err, 0.04, method=method) == pytest.approx(0.07)
     # the bound method takes the worst lam, the slope an average
-    bumpy = 0.04 + 0.07 * np.abs(LAMS) + np.where(LAMS == -1.0, 0.1, 0.0)
-    assert th.estimate_beta(LAMS, bumpy, 0.04) == pytest.approx(0.17)
-    assert 0.07 < th.estimate_beta(LAMS, bumpy, 0.04, method="slope") < 0.17
-    assert th.estimate_beta(LAMS, np.full_like(LAMS, 0.01), 0.04) == 0.0
+    bumpy = 0.04 + 0.07 * np.abs(LAMS) + np.where(LAMS == -1.6, 0.1, 0.0)
+    assert th.estimate_beta(LAMS, bumpy, 0.04, method="bound") == pytest.approx(0.07 + 0.1 / 1.6)
+    assert 0.07 < th.estimate_beta(LAMS, bumpy, 0.04, method="slope") < 0.07 + 0.1 / 1.6
+    # the book's fit uses -1 <= lam < 0 only: the bump at -1.6 and anything at lam > 0 are ignored
+    one_sided = np.where(LAMS > 0, 0.0, bumpy)
+    assert th.estimate_beta(LAMS, one_sided, 0.04) == pytest.approx(0.07)
+    assert th.estimate_beta(LAMS, one_sided, 0.04, fit_max=2.0) > 0.07
+    assert th.estimate_beta(LAMS, np.full_like(LAMS, 0.01), 0.04, method="bound") == 0.0
     with pytest.raises(ValueError, match="method"):
         th.estimate_beta(LAMS, err, 0.04, method="max")
+    with pytest.raises(ValueError, match="-1.0 <= lam < 0"):
+        th.estimate_beta(np.array([0.0, 1.0]), np.array([0.1, 0.1]), 0.04)
 
 
 def test_threshold_fits():
@@ -169,3 +177,67 @@ def test_pattern_ratios_on_constructed_task_vectors():
     assert val == pytest.approx([1.0, -0.6, 0.3], abs=1e-6)
     with pytest.raises(ValueError, match="expected"):
         th.pattern_ratios(torch.stack(dW), torch.stack(dV), torch.zeros(d + 1))
+
+
+def test_side_effect_prediction_can_fail():
+    curves, refs = synthetic_sweep([0.0])
+    # T1's error grows like 0.05 |lam| for lam < 0, then twice as fast beyond |lam| = 1
+    lam = curves["lam"]
+    grow = np.where(lam < 0, 0.05 * np.abs(lam) + 0.05 * np.clip(np.abs(lam) - 1, 0, None), 0.0)
+    curves.loc[curves["task"] == "T1", "error"] += grow[curves["task"] == "T1"]
+    pred = th.side_effect_prediction(curves, refs, fit_max=1.0, predict_max=2.0)
+    assert pred["beta_hat"].to_numpy() == pytest.approx([0.05, 0.05])
+    # lam in {-2, -1.8, -1.6, -1.4, -1.2}: predicted 0.04 + 0.05 * 1.6; measured adds 0.05 * 0.6 more
+    assert pred["predicted"].to_numpy() == pytest.approx([0.12, 0.12])
+    assert pred["measured"].to_numpy() == pytest.approx([0.15, 0.15])
+    with pytest.raises(ValueError, match="fit_max"):
+        th.side_effect_prediction(curves, refs, fit_max=2.0, predict_max=1.0)
+    with pytest.raises(ValueError, match="reach"):
+        th.side_effect_prediction(curves, refs, fit_max=2.0, predict_max=3.0)
+
+
+def test_threshold_fits_per_seed():
+    curves, refs = synthetic_sweep([-0.4, 0.0, 0.4, 0.8])
+    fits = th.threshold_fits(th.addition_summary(curves, refs, factor=2.0))
+    # lam* = 1 - alpha - eps in the caricature: slope -1, intercept 0.96, gap -0.04; alpha < 0 ignored
+    assert fits["slope"].to_numpy() == pytest.approx([-1.0, -1.0])
+    assert fits["intercept"].to_numpy() == pytest.approx([0.96, 0.96])
+    assert fits["gap"].to_numpy() == pytest.approx([-0.04, -0.04])
+
+
+def test_negation_summary_uses_the_side_effect_allowance_and_the_window_at_zero():
+    curves, refs = synthetic_sweep([-0.5, 0.0])
+    # without the allowance T1 (error 0.04 + 0.5 lam for lam > 0) is kept up to 0.08;
+    # with beta = 0.1 the bound 0.08 + 0.1 lam holds up to lam = 0.1
+    plain = th.negation_summary(curves, refs).groupby("alpha").mean()
+    allowed = th.negation_summary(curves, refs, beta={0: 0.1, 1: 0.1}).groupby("alpha").mean()
+    assert plain.loc[-0.5, "keep_hi"] == pytest.approx(0.08)
+    assert allowed.loc[-0.5, "keep_hi"] == pytest.approx(0.1)
+    # forgotten far away too: T2's error eps + 1 - (alpha + lam) is >= 0.95 for lam <= 0.09 at alpha = 0
+    at0 = th.negation_summary(curves, refs, anchor=0.0).groupby("alpha").mean()
+    assert at0.loc[0.0, "forget_hi"] == pytest.approx(0.09) and at0.loc[0.0, "forget_lo"] == -2.0
+
+
+def test_edge_exponents_per_seed_leave_censored_edges_out():
+    alphas = [-1.0, -0.8, -0.6, -0.5, -0.3, 0.0]
+    rows = [(a, s, -1.3 / a**2 if a < 0 else -5.0, 0.3 / abs(a) if a < 0 else 3.0) for a in alphas for s in (0, 1)]
+    summ = pd.DataFrame(rows, columns=["alpha", "seed", "keep_lo", "keep_hi"])
+    lo = th.edge_exponents(summ, "keep_lo", lam_min=-10.0, lam_max=3.0)
+    assert lo["p"].to_numpy() == pytest.approx([2.0, 2.0]) and lo["c"].to_numpy() == pytest.approx([1.3, 1.3])
+    assert (lo["n"] == 4).all()  # -1.3 / 0.09 = -14.4 is beyond the grid: censored, left out
+    hi = th.edge_exponents(summ, "keep_hi", lam_min=-10.0, lam_max=3.0)
+    assert hi["p"].to_numpy() == pytest.approx([1.0, 1.0])
+    few = th.edge_exponents(summ, "keep_lo", lam_min=-3.0, lam_max=3.0)
+    assert few["p"].isna().all() and (few["n"] == 2).all()
+
+
+def test_fit_step_exponents_recovers_the_power_law_per_run():
+    ds, lr = [0.2, 0.3, 0.5], [0.5, 1.0, 2.0]
+    runs = np.array([7.0, 9.0])  # one constant per run
+    reach = runs[None, None, :] * np.array(ds)[:, None, None] ** -1.3 * np.array(lr)[None, :, None] ** -0.8
+    reach[0, 0, 1] = np.nan  # a level never reached is left out of that run's fit
+    fit = th.fit_step_exponents(ds, lr, reach)
+    assert fit["p_delta_star"].to_numpy() == pytest.approx([-1.3, -1.3])
+    assert fit["p_eta"].to_numpy() == pytest.approx([-0.8, -0.8])
+    with pytest.raises(ValueError, match="expected"):
+        th.fit_step_exponents(ds, lr, reach[:, :2])

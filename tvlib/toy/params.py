@@ -14,9 +14,10 @@ import numpy as np
 from ..params import fraction, integer, number_list, positive, subset
 from ..paper import OOD_GAMMA, OOD_LAM_GRID
 from ..vectors.device import resolve_device
+from .data import _check_fractions
 from .setting import Setting
 
-__all__ = ["lam_grid", "NegationParams", "OodParams", "LowRankParams", "SparseParams"]
+__all__ = ["lam_grid", "two_step_grid", "SettingParams", "FinetuningParams", "AdditionParams", "NegationParams", "OodParams", "LowRankParams", "SparseParams"]
 
 
 def lam_grid(lam_min: float, lam_max: float, lam_step: float) -> np.ndarray:
@@ -27,21 +28,159 @@ def lam_grid(lam_min: float, lam_max: float, lam_step: float) -> np.ndarray:
     return np.round(np.arange(lam_min, lam_max + lam_step / 2, lam_step), 2) + 0.0
 
 
+def two_step_grid(lam_min: float, lam_fine_min: float, lam_max: float, coarse_step: float,
+                  fine_step: float) -> np.ndarray:
+    """A coarse grid from lam_min up to (not including) lam_fine_min, then a fine one up to lam_max."""
+    if not lam_min <= lam_fine_min <= lam_max:
+        raise ValueError(f"lam_min={lam_min}, lam_fine_min={lam_fine_min}, lam_max={lam_max}: "
+                         "expected lam_min <= lam_fine_min <= lam_max")
+    fine = lam_grid(lam_fine_min, lam_max, fine_step)
+    coarse = lam_grid(lam_min, lam_fine_min, coarse_step)
+    return np.concatenate([coarse[coarse < lam_fine_min - 1e-9], fine])
+
+
+def _common(p: Setting, *, seeds: bool = True) -> None:
+    """Checks shared by the sweep chapters: seeds, evaluation size, sample stream, threads, device."""
+    if seeds:
+        if len(p.seeds) == 0:  # type: ignore[attr-defined]
+            raise ValueError("seeds is empty: expected at least one seed")
+        for s in p.seeds:  # type: ignore[attr-defined]
+            integer("seeds", s, lo=0)
+        if len(set(p.seeds)) != len(p.seeds):  # type: ignore[attr-defined]
+            raise ValueError(f"seeds={list(p.seeds)} has repeated seeds: expected distinct seeds")  # type: ignore[attr-defined]
+    for name in ("n_eval", "threads"):
+        if hasattr(p, name):
+            integer(name, getattr(p, name))
+    if hasattr(p, "sample_seed"):
+        integer("sample_seed", p.sample_seed, lo=0)  # type: ignore[attr-defined]
+    if hasattr(p, "device"):
+        resolve_device(p.device)  # type: ignore[attr-defined]
+
+
+def _has_zero(name: str, alphas: tuple, why: str) -> None:
+    if not any(abs(a) < 1e-9 for a in alphas):
+        raise ValueError(f"{name}={list(alphas)} has no 0.0: expected alpha = 0 in {name} ({why})")
+
+
 @dataclass(frozen=True)
-class NegationParams(Setting):
-    """Theorem 2: Psi0 + dPsi_T1 + lam dPsi_T2 over task correlations alpha <= ... and lam <= 0."""
+class SettingParams(Setting):
+    """The setting chapter: the book's sizes and SGD hyperparameters, and one seed."""
 
-    chapter: ClassVar[str | None] = "negation"
+    chapter: ClassVar[str | None] = "setting"
 
-    alphas: tuple[float, ...] = (-1.0, -0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8)
-    curve_alphas: tuple[float, ...] = (-0.8, -0.4, 0.0, 0.4, 0.8)
-    lam_min: float = -3.0
+    seed: int = 0
+
+    def check(self) -> None:
+        super().check()
+        integer("seed", self.seed, lo=0)
+
+
+@dataclass(frozen=True)
+class FinetuningParams(Setting):
+    """Fine-tuning: replicas of one task, the step count against delta_star and eta, and the task vector."""
+
+    chapter: ClassVar[str | None] = "finetuning"
+
+    runs: int = 8
+    seed: int = 0
+    n_eval: int = 4000
+    small_error: float = 0.1
+    delta_stars: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5)
+    lrs: tuple[float, ...] = (0.5, 1.0, 2.0)
+    runs_per_lr: int = 4
+    level: float = 0.2
+    v_stds: tuple[float, ...] = (0.01, 0.3, 1.0)
+    threads: int = 1
+
+    def check(self) -> None:
+        super().check()
+        integer("runs", self.runs)
+        integer("seed", self.seed, lo=0)
+        integer("runs_per_lr", self.runs_per_lr)
+        _common(self, seeds=False)
+        fraction("small_error", self.small_error)
+        for ds in number_list("delta_stars", self.delta_stars, lo=0.0, hi=1.0):
+            try:
+                _check_fractions(ds, self.delta_hash)
+            except ValueError as err:
+                raise ValueError(f"delta_stars entry {ds} with delta_hash={self.delta_hash}: {err}") from None
+        if len(self.delta_stars) < 2 or len(self.lrs) < 2:
+            raise ValueError(f"delta_stars={list(self.delta_stars)}, lrs={list(self.lrs)}: expected at least two "
+                             "values of each (the chapter fits exponents)")
+        for lr in number_list("lrs", self.lrs):
+            positive("lrs", lr)
+        fraction("level", self.level)
+        for v in number_list("v_stds", self.v_stds):
+            positive("v_stds", v, zero=True)
+
+
+@dataclass(frozen=True)
+class AdditionParams(Setting):
+    """Theorem 1: Psi0 + dPsi_T1 + lam dPsi_T2 over task correlations alpha and coefficients lam."""
+
+    chapter: ClassVar[str | None] = "addition"
+
+    alphas: tuple[float, ...] = (-0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8)
+    curve_alphas: tuple[float, ...] = (-0.8, 0.0, 0.8)
+    lam_min: float = -2.0
     lam_max: float = 3.0
     lam_step: float = 0.2
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     n_eval: int = 400
     sample_seed: int = 0
     factor: float = 2.0
+    factors: tuple[float, ...] = (1.0, 1.5, 2.0)
+    fit_max: float = 1.0
+    predict_max: float = 2.0
+    acc_level: float = 0.95
+    device: str = "cpu"
+    threads: int = 1
+
+    def check(self) -> None:
+        super().check()
+        number_list("alphas", self.alphas, lo=-1.0, hi=1.0)
+        number_list("curve_alphas", self.curve_alphas, lo=-1.0, hi=1.0)
+        subset("curve_alphas", self.curve_alphas, "alphas", self.alphas)
+        _has_zero("alphas", self.alphas, "beta-hat is measured on irrelevant tasks")
+        if sum(a >= 0 for a in self.alphas) < 2:
+            raise ValueError(f"alphas={list(self.alphas)}: expected at least two alphas >= 0 (the threshold line)")
+        lam_grid(self.lam_min, self.lam_max, self.lam_step)
+        _common(self)
+        for f in number_list("factors", self.factors, lo=1.0):
+            positive("factors", f)
+        positive("factor", self.factor)
+        subset("factor", [self.factor], "factors", self.factors)
+        positive("fit_max", self.fit_max)
+        if not self.fit_max < self.predict_max <= -self.lam_min + 1e-9 or self.lam_max <= 0:
+            raise ValueError(f"fit_max={self.fit_max}, predict_max={self.predict_max}, lam_min={self.lam_min}, "
+                             f"lam_max={self.lam_max}: expected fit_max < predict_max <= -lam_min and lam_max > 0")
+        fraction("acc_level", self.acc_level)
+
+    @property
+    def lams(self) -> np.ndarray:
+        """The lambda grid."""
+        return lam_grid(self.lam_min, self.lam_max, self.lam_step)
+
+
+@dataclass(frozen=True)
+class NegationParams(Setting):
+    """Theorem 2: Psi0 + dPsi_T1 + lam dPsi_T2 over task correlations alpha, lam from -10 (coarse) to 3."""
+
+    chapter: ClassVar[str | None] = "negation"
+
+    alphas: tuple[float, ...] = (-1.0, -0.8, -0.7, -0.6, -0.5, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8)
+    curve_alphas: tuple[float, ...] = (-0.8, 0.0, 0.8)
+    lam_min: float = -10.0
+    lam_fine_min: float = -3.0
+    lam_max: float = 3.0
+    lam_coarse_step: float = 0.5
+    lam_step: float = 0.2
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    n_eval: int = 400
+    sample_seed: int = 0
+    factor: float = 2.0
+    fit_max: float = 1.0
+    c: float = 0.2
     forget_factor: float = 0.95
     acc_level: float = 0.95
     chance: float = 0.5
@@ -53,21 +192,22 @@ class NegationParams(Setting):
         number_list("alphas", self.alphas, lo=-1.0, hi=1.0)
         number_list("curve_alphas", self.curve_alphas, lo=-1.0, hi=1.0)
         subset("curve_alphas", self.curve_alphas, "alphas", self.alphas)
-        lam_grid(self.lam_min, self.lam_max, self.lam_step)
-        for s in self.seeds:
-            integer("seeds", s, lo=0)
-        integer("n_eval", self.n_eval)
-        integer("sample_seed", self.sample_seed, lo=0)
-        integer("threads", self.threads)
+        _has_zero("alphas", self.alphas, "beta-hat and case (A) are measured on irrelevant tasks")
+        two_step_grid(self.lam_min, self.lam_fine_min, self.lam_max, self.lam_coarse_step, self.lam_step)
+        if not self.lam_fine_min <= -self.fit_max < 0 < self.lam_max:
+            raise ValueError(f"lam_fine_min={self.lam_fine_min}, fit_max={self.fit_max}, lam_max={self.lam_max}: "
+                             "expected lam_fine_min <= -fit_max < 0 < lam_max (beta-hat is fitted on the fine grid)")
+        _common(self)
         positive("factor", self.factor)
+        if not 0 < self.c < 1:
+            raise ValueError(f"c={self.c!r}: expected the constant of '|lam| beta <= c' in (0, 1), as in condition (7)")
         for name in ("forget_factor", "acc_level", "chance"):
             fraction(name, getattr(self, name))
-        resolve_device(self.device)
 
     @property
     def lams(self) -> np.ndarray:
-        """The lambda grid."""
-        return lam_grid(self.lam_min, self.lam_max, self.lam_step)
+        """The lambda grid: coarse below lam_fine_min, fine above."""
+        return two_step_grid(self.lam_min, self.lam_fine_min, self.lam_max, self.lam_coarse_step, self.lam_step)
 
 
 def _seed_list(name: str, seeds: tuple) -> None:

@@ -5,9 +5,14 @@ Predictions (the paper fixes no constants; every unknown constant is a parameter
 - Theorem 2 (negation): T2 forgotten and T1 kept for lam <= 0 (alpha = 0, with |lam| beta small),
   for -c_lower / alpha^2 <= lam <= c_upper / |alpha| (alpha < 0); no guarantee for alpha > 0.
 
-Measurements (definitions used throughout the book):
-- T learned (error): hinge error <= factor * eps_T, eps_T = error of the model fine-tuned on T,
-  on the same evaluation samples; T learned (accuracy): accuracy >= acc_level.
+Measurements: one convention for Theta(eps), stated in the setting chapter and used everywhere:
+- Theta(eps) = factor * eps_T, eps_T = hinge error of the model fine-tuned on T, on the same
+  evaluation samples (factor = 2 in the book). T learned (error): hinge error <= Theta(eps);
+  T learned (accuracy): accuracy >= acc_level.
+- beta-hat: the slope of T1's excess error err - eps_T1 in |lam| over -fit_max <= lam < 0 at alpha = 0,
+  fitted through lam = 0 (where the merged model is Psi*_T1 itself), so Theta(eps) does not enter it
+  (estimate_beta, method "fit"). The theorems' bound on T1 is then Theta(eps) + |lam| beta-hat:
+  T1 kept (error) means hinge error <= factor * eps_T1 + |lam| beta-hat.
 - T forgotten (error): hinge error >= forget_factor * error of Psi0 on T (Psi0 knows no task, error ~1).
 - Measured threshold lam*(alpha): the lower edge of the run of lam over which T2 is learned,
   linearly interpolated between grid points.
@@ -16,6 +21,7 @@ Measurements (definitions used throughout the book):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Sequence
 
 import numpy as np
@@ -43,6 +49,14 @@ __all__ = [
     "worst_task",
     "beta_hat",
     "best_lambdas",
+    "side_effect_prediction",
+    "fit_step_exponents",
+    "PREDICT_REL_TOL",
+    "THRESHOLD_TOL",
+    "SLOPE_TOL",
+    "EXPONENT_TOL",
+    "threshold_fits",
+    "edge_exponents",
     "ood_condition",
     "EDGE_SLOPE_TOL",
     "ood_edge_lines",
@@ -145,12 +159,13 @@ def _check_alpha(a: np.ndarray) -> None:
 
 
 def feasible_interval(
-    lams: Sequence[float], slacks: np.ndarray, *, anchor: float | None = None
+    lams: Sequence[float], slacks: np.ndarray, *, anchor: float | None = None, nearest: bool = False
 ) -> tuple[float, float]:
     """Edges (lo, hi) of a run of consecutive grid lams where every slack is >= 0, interpolated linearly.
 
     slacks: (L,) or (n_constraints, L), one row per condition (e.g. level - error). The run is the
-    one containing the grid point nearest `anchor`, or the longest (ties: nearest 0) if anchor is None.
+    one containing the grid point nearest `anchor` (with nearest=True: else the run closest to it), or
+    the longest (ties: nearest 0) if anchor is None.
     Each edge is moved from the last feasible grid point towards the first infeasible one, to where
     the first violated condition crosses zero. An edge equal to lams[0] or lams[-1] means the run may
     continue beyond the grid. (nan, nan) if no grid point (or not the anchor) is feasible.
@@ -178,6 +193,8 @@ def feasible_interval(
     if anchor is not None:
         k = int(np.argmin(np.abs(lam - anchor)))
         match = [r for r in runs if r[0] <= k <= r[1]]
+        if not match and nearest:
+            match = [min(runs, key=lambda r: min(abs(lam[r[0]] - anchor), abs(lam[r[1]] - anchor)))]
         if not match:
             return math.nan, math.nan
         i, j = match[0]
@@ -198,27 +215,29 @@ def feasible_interval(
 
 
 def estimate_beta(
-    lams: Sequence[float], t1_error: Sequence[float], eps: float, *, method: str = "bound"
+    lams: Sequence[float], t1_error: Sequence[float], eps: float, *, method: str = "fit", fit_max: float = 1.0
 ) -> float:
-    """beta from T1's hinge error err(lam) <= eps + |lam| beta (Theorem 1), lam = 0 excluded.
+    """beta from T1's hinge error err(lam) ~ eps + |lam| beta (Theorems 1-2); eps = the error at lam = 0.
 
-    method="bound": the smallest beta for which the bound holds at every grid lam,
-    max over lam of (err - eps) / |lam| (0 if the error never exceeds eps).
-    method="slope": the least-squares slope through the origin of (err - eps) against |lam|.
+    method="fit" (the book's convention): the least-squares slope through the origin of err - eps
+    against |lam| over -fit_max <= lam < 0 only (where the side effect shows; lam > 0 is not used).
+    method="bound": the smallest beta for which err <= eps + |lam| beta at every non-zero grid lam.
+    method="slope": the least-squares slope through the origin over every non-zero grid lam.
     """
     lam = np.asarray(lams, dtype=float)
     err = np.asarray(t1_error, dtype=float)
     if lam.shape != err.shape or lam.ndim != 1:
         raise ValueError(f"lams {lam.shape} and t1_error {err.shape}: expected equal 1-d shapes")
-    keep = lam != 0
+    keep = (lam < 0) & (lam >= -fit_max - 1e-9) if method == "fit" else lam != 0
     if not keep.any():
-        raise ValueError("lams holds no non-zero value: expected a grid of lam around 0")
+        raise ValueError(f"lams holds no value for method {method!r}: expected a grid of lam around 0"
+                         + (f" with some -{fit_max} <= lam < 0" if method == "fit" else ""))
     x, excess = np.abs(lam[keep]), err[keep] - eps
     if method == "bound":
         return float(max(0.0, np.max(excess / x)))
-    if method == "slope":
+    if method in ("slope", "fit"):
         return float(np.sum(x * excess) / np.sum(x * x))
-    raise ValueError(f"method={method!r}: expected 'bound' or 'slope'")
+    raise ValueError(f"method={method!r}: expected 'fit', 'bound' or 'slope'")
 
 
 def beta_from_thresholds(alphas: Sequence[float], thresholds: Sequence[float]) -> float:
@@ -278,16 +297,27 @@ def seed_arrays(curves: pd.DataFrame, references: pd.DataFrame, alpha: float) ->
     )
 
 
+def _per_seed(beta: float | Mapping[int, float], seed: int) -> float:
+    return float(beta[seed]) if isinstance(beta, Mapping) else float(beta)
+
+
 def addition_summary(
-    curves: pd.DataFrame, references: pd.DataFrame, *, factor: float = 2.0, acc_level: float = 0.95
+    curves: pd.DataFrame,
+    references: pd.DataFrame,
+    *,
+    factor: float = 2.0,
+    acc_level: float = 0.95,
+    beta: float | Mapping[int, float] = 0.0,
 ) -> pd.DataFrame:
     """Per (alpha, seed): lam* (lower edge of T2 learned) and the interval where both tasks are learned,
-    by hinge error (<= factor * eps) and by accuracy (>= acc_level). NaN where nothing is learned."""
+    by hinge error (T2 <= factor * eps, T1 <= factor * eps + |lam| beta, Theorem 1's bounds) and by
+    accuracy (>= acc_level). beta: one value, or one per seed. NaN where nothing is learned."""
     rows = []
     for alpha in sorted(curves["alpha"].unique()):
         d = seed_arrays(curves, references, alpha)
         for i, seed in enumerate(d["seeds"]):
             err_slack = factor * d["eps"][i][None, :] - d["error"][i]  # (L, 2)
+            err_slack[:, 0] += np.abs(d["lams"]) * _per_seed(beta, seed)
             acc_slack = d["accuracy"][i] - acc_level
             t2_err = feasible_interval(d["lams"], err_slack[:, 1], anchor=d["lams"][-1])
             t2_acc = feasible_interval(d["lams"], acc_slack[:, 1], anchor=d["lams"][-1])
@@ -309,23 +339,29 @@ def negation_summary(
     forget_factor: float = 0.95,
     acc_level: float = 0.95,
     chance: float = 0.5,
+    beta: float | Mapping[int, float] = 0.0,
+    anchor: float | None = None,
 ) -> pd.DataFrame:
-    """Per (alpha, seed): where T1 is kept (run containing lam = 0), where T2 is forgotten (longest run),
-    and where both hold (longest run), by hinge error and by accuracy (T1 >= acc_level, T2 <= chance)."""
+    """Per (alpha, seed): where T1 is kept (run containing lam = 0), where T2 is forgotten, and where both
+    hold, by hinge error (Theorem 2's bounds: T1 <= factor * eps + |lam| beta, T2 >= forget_factor * Psi0's
+    error) and by accuracy (T1 >= acc_level, T2 <= chance). The forgotten and both runs are the longest
+    ones, or with `anchor` the run closest to it (e.g. 0: the window that starts from no editing)."""
     rows = []
+    near = dict(anchor=anchor, nearest=True) if anchor is not None else {}
     for alpha in sorted(curves["alpha"].unique()):
         d = seed_arrays(curves, references, alpha)
         for i, seed in enumerate(d["seeds"]):
-            keep = factor * d["eps"][i, 0] - d["error"][i, :, 0]
+            allow = np.abs(d["lams"]) * _per_seed(beta, seed)
+            keep = factor * d["eps"][i, 0] + allow - d["error"][i, :, 0]
             forget = d["error"][i, :, 1] - forget_factor * d["base"][i, 1]
             keep_acc = d["accuracy"][i, :, 0] - acc_level
             forget_acc = chance - d["accuracy"][i, :, 1]
             rows.append((
                 alpha, seed,
                 *feasible_interval(d["lams"], keep, anchor=0.0),
-                *feasible_interval(d["lams"], forget),
-                *feasible_interval(d["lams"], np.stack([keep, forget])),
-                *feasible_interval(d["lams"], np.stack([keep_acc, forget_acc])),
+                *feasible_interval(d["lams"], forget, **near),
+                *feasible_interval(d["lams"], np.stack([keep, forget]), **near),
+                *feasible_interval(d["lams"], np.stack([keep_acc, forget_acc]), **near),
             ))
     return pd.DataFrame(
         rows,
@@ -362,12 +398,17 @@ def worst_task(curves: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
 
 
 def beta_hat(
-    curves: pd.DataFrame, references: pd.DataFrame, *, alpha: float = 0.0, method: str = "bound"
+    curves: pd.DataFrame,
+    references: pd.DataFrame,
+    *,
+    alpha: float = 0.0,
+    method: str = "fit",
+    fit_max: float = 1.0,
 ) -> pd.DataFrame:
     """Per seed: estimate_beta from T1's error at the given alpha (irrelevant tasks by default)."""
     d = seed_arrays(curves, references, alpha)
     return pd.DataFrame(
-        [(s, estimate_beta(d["lams"], d["error"][i, :, 0], d["eps"][i, 0], method=method))
+        [(s, estimate_beta(d["lams"], d["error"][i, :, 0], d["eps"][i, 0], method=method, fit_max=fit_max))
          for i, s in enumerate(d["seeds"])],
         columns=["seed", "beta_hat"],
     )
@@ -393,6 +434,89 @@ def best_lambdas(curves: pd.DataFrame, alphas: Sequence[float]) -> pd.DataFrame:
             rows.append((alpha, goal, lam, float(acc1.iloc[k]), float(acc2.iloc[k]),
                          float(m[("error", "T1")].iloc[k]), float(m[("error", "T2")].iloc[k])))
     return pd.DataFrame(rows, columns=["alpha", "goal", "lam", "acc_T1", "acc_T2", "error_T1", "error_T2"])
+
+
+#: Tolerances of the book's verdicts on Theorems 1-2 and Section 4, fixed before any run (plus two
+#: standard errors over seeds, see tvlib.rules): a predicted error agrees within this fraction of the
+#: predicted excess error; a threshold is tight within half the paper's lambda grid step (0.2);
+#: a fitted slope agrees within 0.1; a fitted exponent within 0.25 (a quarter of the way to the
+#: next integer, so 1 and 2 are never both accepted).
+PREDICT_REL_TOL = 0.25
+THRESHOLD_TOL = 0.1
+SLOPE_TOL = 0.1
+EXPONENT_TOL = 0.25
+
+
+def fit_step_exponents(delta_stars: Sequence[float], lrs: Sequence[float], reach: np.ndarray) -> pd.DataFrame:
+    """Per run k: log T = a + p_delta log delta_star + p_eta log eta by least squares (theory: -2, -1).
+
+    reach: steps to reach a loss level, shape (len(delta_stars), len(lrs), runs); NaN cells are left out."""
+    r = np.asarray(reach, dtype=float)
+    ds, lr = np.log(np.asarray(delta_stars, dtype=float)), np.log(np.asarray(lrs, dtype=float))
+    if r.ndim != 3 or r.shape[:2] != (ds.size, lr.size):
+        raise ValueError(f"reach of shape {r.shape}: expected (len(delta_stars), len(lrs), runs) = ({ds.size}, {lr.size}, k)")
+    X = np.stack(np.broadcast_arrays(np.ones((ds.size, lr.size)), ds[:, None], lr[None, :]), -1).reshape(-1, 3)
+    rows = []
+    for k in range(r.shape[2]):
+        y = np.log(r[:, :, k].reshape(-1))
+        use = np.isfinite(y)
+        coef = np.linalg.lstsq(X[use], y[use], rcond=None)[0] if use.sum() >= 3 else np.full(3, np.nan)
+        rows.append((k, float(coef[1]), float(coef[2])))
+    return pd.DataFrame(rows, columns=["run", "p_delta_star", "p_eta"])
+
+
+def side_effect_prediction(
+    curves: pd.DataFrame,
+    references: pd.DataFrame,
+    *,
+    alpha: float = 0.0,
+    fit_max: float = 1.0,
+    predict_max: float = 2.0,
+) -> pd.DataFrame:
+    """T1's side effect as a prediction, per seed: beta-hat fitted on -fit_max <= lam < 0, then T1's
+    mean hinge error over -predict_max <= lam < -fit_max, predicted (eps + beta-hat |lam|) and measured."""
+    if not 0 < fit_max < predict_max:
+        raise ValueError(f"fit_max={fit_max}, predict_max={predict_max}: expected 0 < fit_max < predict_max")
+    d = seed_arrays(curves, references, alpha)
+    lam = d["lams"]
+    out = (lam < -fit_max - 1e-9) & (lam >= -predict_max - 1e-9)
+    if not out.any():
+        raise ValueError(f"no grid lam in [-{predict_max}, -{fit_max}): expected the grid to reach -{predict_max}")
+    rows = []
+    for i, seed in enumerate(d["seeds"]):
+        eps = d["eps"][i, 0]
+        b = estimate_beta(lam, d["error"][i, :, 0], eps, fit_max=fit_max)
+        pred = float(np.mean(eps + b * np.abs(lam[out])))
+        rows.append((seed, b, eps, pred, float(np.mean(d["error"][i, out, 0]))))
+    return pd.DataFrame(rows, columns=["seed", "beta_hat", "eps", "predicted", "measured"])
+
+
+def threshold_fits(summary: pd.DataFrame, column: str = "lam_star_error") -> pd.DataFrame:
+    """Per seed: the line lam*(alpha) = intercept + slope * alpha over alpha >= 0 (Theorem 1: 1 + beta, -1),
+    and the mean gap lam* - (1 - alpha); from addition_summary's frame. NaN where lam* is undefined."""
+    rows = []
+    for seed, g in summary[summary["alpha"] >= 0].groupby("seed"):
+        ok = np.isfinite(g[column].to_numpy())
+        intercept, slope = fit_threshold_line(g["alpha"], g[column]) if ok.sum() >= 2 else (math.nan, math.nan)
+        gap = float(np.mean((g[column] - (1 - g["alpha"]))[ok])) if ok.any() else math.nan
+        rows.append((seed, intercept, slope, gap))
+    return pd.DataFrame(rows, columns=["seed", "intercept", "slope", "gap"])
+
+
+def edge_exponents(
+    summary: pd.DataFrame, column: str, *, lam_min: float, lam_max: float, min_points: int = 3
+) -> pd.DataFrame:
+    """Per seed: |edge| = c |alpha|^-p fitted over alpha < 0 where the edge is inside (lam_min, lam_max)
+    (an edge at the grid's end is censored and left out); from negation_summary's frame.
+    NaN when fewer than min_points values of alpha remain."""
+    rows = []
+    for seed, g in summary[summary["alpha"] < 0].groupby("seed"):
+        e = g[column].to_numpy()
+        use = np.isfinite(e) & (e > lam_min + 1e-9) & (e < lam_max - 1e-9) & (e != 0)
+        n = int(use.sum())
+        c, p = fit_power_law(g["alpha"][use], e[use]) if n >= max(2, min_points) else (math.nan, math.nan)
+        rows.append((seed, c, p, n))
+    return pd.DataFrame(rows, columns=["seed", "c", "p", "n"])
 
 
 # ---------------------------------------------------------------- Theorem 3 (out-of-domain)
