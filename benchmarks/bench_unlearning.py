@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ROOT / "grids" / "unlearning-seeds.yaml"
 TABLE = ROOT / "book" / "data" / "unlearning-seeds.csv"
-MANIFEST = ROOT / "book" / "data" / "unlearning-seeds-manifest.json"
+MANIFEST = ROOT / "book" / "data" / "unlearning-seeds.manifest.json"
 OUT = ROOT / "runs" / "unlearning-seeds"
 RUN_BUDGET_S, TABLE_BUDGET_S = 300, 3600
 

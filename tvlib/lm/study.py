@@ -20,7 +20,7 @@ from .experiment import OTHERS, VECTORS
 from .params import TEXTS
 
 __all__ = ["TABLE_LAMS", "MAIN_SHARE", "table_path", "load", "at_share", "alpha_table", "rouge_table", "controls_table",
-           "claims_table", "manifest_times", "rise", "drop", "curve", "mean_sd", "dose_slopes", "claims", "Claim",
+           "claims_table", "chapter_values", "manifest_times", "rise", "drop", "curve", "mean_sd", "dose_slopes", "claims", "Claim",
            "committed_row", "row_differences", "ALPHA_TOL", "RATIO_TOL"]
 
 #: the lambda grid of the committed table (the chapter's default `lams`)
@@ -241,6 +241,54 @@ def claims(df, share: float, irrelevant_share: float = 0.0) -> dict[str, Claim]:
 def _both(a: Verdict, b: Verdict) -> Verdict:
     ok = a.holds and b.holds
     return Verdict("holds" if ok else "does not hold", ok, f"{a.detail}; {b.detail}")
+
+
+def chapter_values(df, share: float = MAIN_SHARE) -> dict[str, str]:
+    """Every number and verdict the chapter's text quotes, as "mean ± sd" strings and words, keyed unl_*."""
+    m = at_share(df, share)
+    out: dict[str, str] = {"unl_n_runs": str(len(df)), "unl_n_seeds": str(m["seed"].nunique())}
+    ref = paper.UNLEARNING_DROP
+    out.update({f"unl_paper_alpha_{t}": f"{paper.UNLEARNING_ALPHA_HAT[t]:.3f}" for t in OTHERS})
+    out.update({f"unl_paper_drop_{v}_{t}": f"{ref[v][t]:.2f}" for v in ("full", "lora") for t in TEXTS})
+    out["unl_paper_ratio"] = f"{ref['full']['aligned'] / ref['full']['forget']:.2f}"
+    for est in ("tv", "blocks", "out", "out_delta"):
+        out.update({f"unl_alpha_{est}_{t}": mean_sd(m[f"alpha_{est}_{t}"]) for t in OTHERS})
+    s0, s1 = at_share(df, 0.0), at_share(df, 1.0)
+    out.update(unl_alpha_share0=mean_sd(s0["alpha_tv_aligned"]), unl_alpha_less_share0=mean_sd(s0["alpha_tv_less_aligned"]),
+               unl_alpha_less_share1=mean_sd(s1["alpha_tv_less_aligned"]),
+               unl_emb_share=mean_sd(100 * m["emb_share"], "{:.0f}"),
+               unl_overlap_aligned=mean_sd(100 * m["overlap_aligned"], "{:.0f}"),
+               unl_overlap_less=mean_sd(100 * m["overlap_less_aligned"], "{:.0f}"))
+    for v in VECTORS:
+        out.update({f"unl_rise_{v}_{t}": mean_sd(rise(m, v, t)) for t in TEXTS})
+    for v in ("full", "lora"):
+        out.update({f"unl_drop_{v}_{t}": mean_sd(drop(m, v, t), "{:.1f}") for t in TEXTS})
+    out["unl_drop_ratio"] = mean_sd(drop(m, "full", "aligned") / drop(m, "full", "forget"), "{:.2f}")
+    out["unl_rouge_sd"] = f"{max(np.std(drop(m, v, t), ddof=1) for v in ('full', 'lora') for t in TEXTS):.0f}"
+    for v in ("full", "lora", "lora_emb"):
+        others = (rise(m, v, "aligned") + rise(m, v, "less_aligned")) / 2
+        out[f"unl_spread_{v}"] = mean_sd(others / rise(m, v, "forget"), "{:.2f}")
+        out[f"unl_norm_{v}"] = mean_sd(m[f"norm_{v}"], "{:.1f}")
+    out.update(unl_slope_rise=mean_sd(dose_slopes(df, "rise"), "{:.2f}"),
+               unl_slope_drop=mean_sd(dose_slopes(df, "drop"), "{:.0f}"),
+               unl_slope_blocks=mean_sd(dose_slopes(df, "rise", estimator="blocks"), "{:.2f}"))
+    for x in sorted(df["share"].unique()):
+        rows = at_share(df, x)
+        key = f"{round(100 * x):03d}"
+        out[f"unl_dose_rise_{key}"] = mean_sd(rise(rows, "full", "aligned"))
+        out[f"unl_dose_alpha_{key}"] = mean_sd(rows["alpha_tv_aligned"], "{:.2f}")
+        out[f"unl_dose_forget_{key}"] = mean_sd(rise(rows, "full", "forget"))
+        out[f"unl_dose_blocks_{key}"] = mean_sd(rows["alpha_blocks_aligned"], "{:.2f}")
+        out[f"unl_dose_ratio_{key}"] = mean_sd(rise(rows, "full", "aligned") / rise(rows, "full", "forget"), "{:.2f}")
+        out[f"unl_dose_less_alpha_{key}"] = mean_sd(rows["alpha_tv_less_aligned"], "{:.2f}")
+    out["unl_less_rise_range"] = f"{min(rise(df, 'full', 'less_aligned')):.2f} to {max(rise(df, 'full', 'less_aligned')):.2f}"
+    out["unl_slope_less"] = mean_sd(dose_slopes(df, "rise", text="less_aligned"), "{:.2f}")
+    step = {t: m[f"nll_lora_emb_{t}_1"] - m[f"nll_lora_emb_{t}_0"] for t in TEXTS}  # the first lambda step
+    out["unl_emb_small_forget"] = mean_sd(step["forget"])
+    out["unl_emb_small_spread"] = mean_sd((step["aligned"] + step["less_aligned"]) / 2 / step["forget"], "{:.2f}")
+    for key, c in claims(df, share).items():
+        out[f"unl_v_{key}"], out[f"unl_d_{key}"] = c.verdict.word, c.verdict.detail
+    return out
 
 
 def manifest_times(path: Any) -> dict[str, float]:
