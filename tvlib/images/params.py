@@ -121,6 +121,8 @@ class ImagesParams(Params):
                 raise ValueError(f"{name}_min={getattr(self, name + '_min')}, {name}_max="
                                  f"{getattr(self, name + '_max')}, {name}_step={getattr(self, name + '_step')}: "
                                  f"expected a grid that contains {list(needs)}")
+        if not min(self.lams) < 0:
+            raise ValueError(f"lam_min={self.lam_min}: expected some lambda < 0 (negation, and the fit of beta)")
         if not 0.0 < self.c < 1.0:
             raise ValueError(f"c={self.c}: expected Theorem 3's constant in (0, 1)")
         for name in ("seeds_table", "calibration_table"):
