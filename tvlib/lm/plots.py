@@ -48,8 +48,8 @@ def plot_lambda_curves(df: pd.DataFrame, lams: Sequence[float]):
 
 
 def plot_controls(df: pd.DataFrame, vectors: Sequence[str] = VECTORS):
-    """Loss rise at the last lambda on each text, per negated vector: mean ± sd and one dot per seed."""
-    fig, ax = style.subplots(ncols=1, width=1.0, aspect=0.42)
+    """Loss rise at the last lambda on each text, per negated vector: mean ± sd and one dot per seed (symlog axis)."""
+    fig, ax = style.subplots(ncols=1, width=1.0, aspect=0.5)
     width = 0.26
     rng = np.random.default_rng(0)
     for j, t in enumerate(TEXTS):
@@ -62,7 +62,8 @@ def plot_controls(df: pd.DataFrame, vectors: Sequence[str] = VECTORS):
             ax.plot(xi + rng.uniform(-0.06, 0.06, len(y)), y, ".", color=TEXT_COLORS[t], ms=3)
     ax.set_xticks(range(len(vectors)), [VECTOR_LABELS[v] for v in vectors], rotation=20, ha="right")
     ax.set_ylabel("loss rise at $\\lambda = -1$ (nats)")
-    ax.axhline(0, color="0.5", lw=0.5)
+    ax.set_yscale("symlog", linthresh=0.01, linscale=0.5)
+    ax.set_ylim(bottom=0)
     style.legend_outside(fig, title="text")
     return fig
 

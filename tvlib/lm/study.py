@@ -114,7 +114,7 @@ def alpha_table(df):
     import pandas as pd
 
     names = {"tv": "task vectors, whole model", "blocks": "task vectors, blocks only (no embeddings, no lm_head)",
-             "out_delta": "output changes (logits minus those of Psi0')", "out": "outputs (the paper's estimator)"}
+             "out_delta": "output changes (logits minus those of Ψ0′)", "out": "outputs (the paper's estimator)"}
     rows = [{"estimator": label, **{t.replace("_", " "): mean_sd(df[f"alpha_{est}_{t}"]) for t in OTHERS}}
             for est, label in names.items()]
     rows.append({"estimator": "paper (Phi-1.5, outputs)",
