@@ -394,7 +394,7 @@ class SparseParams(Setting):
         if bad:
             raise ValueError(f"methods={list(self.methods)}: {bad} unknown; expected rows, topk, ties and dare")
         number_list("levels", self.levels, lo=1e-9, hi=1.0)
-        subset("the levels the text quotes", (1.0, 0.5, 0.2, 0.1, 0.01), "levels", self.levels)
+        subset("the levels the text quotes", (1.0, 0.5, 0.2, 0.1, 0.02, 0.01), "levels", self.levels)
         for name in ("n_eval", "threads"):
             integer(name, getattr(self, name))
         integer("sample_seed", self.sample_seed, lo=0)
