@@ -241,3 +241,18 @@ def test_fit_step_exponents_recovers_the_power_law_per_run():
     assert fit["p_eta"].to_numpy() == pytest.approx([-0.8, -0.8])
     with pytest.raises(ValueError, match="expected"):
         th.fit_step_exponents(ds, lr, reach[:, :2])
+
+
+def test_threshold_tightness_says_tight_conservative_or_violated():
+    curves, refs = synthetic_sweep([-0.4, 0.0, 0.4, 0.8], seeds=(0, 1, 2, 3, 4))
+    # lam* = 1 - alpha - (factor - 1) eps in the caricature (eps = 0.04); beta-hat 0 here
+    beta = {s: 0.0 for s in range(5)}
+    summaries, table = th.threshold_tightness(curves, refs, factors=[1.0, 6.0], beta=beta)
+    t = table.set_index("factor")
+    assert set(summaries) == {1.0, 6.0}
+    assert t.loc[1.0, "gap"] == pytest.approx(0.0, abs=1e-9) and t.loc[1.0, "threshold"] == "tight"
+    assert t.loc[6.0, "gap"] == pytest.approx(-0.2) and t.loc[6.0, "threshold"] == "conservative"
+    assert (t["slope_verdict"] == "agrees").all()
+    # a beta-hat that the measurement does not support: the threshold 1 - alpha + beta is too low
+    _, worse = th.threshold_tightness(curves, refs, factors=[1.0], beta={s: -0.5 for s in range(5)})
+    assert worse.loc[0, "threshold"] == "violated"

@@ -484,5 +484,6 @@ def merge_explorer(curves: Any, *, alpha: float, lam: float, name: str, alt_text
     title = base.transform_aggregate(shown="mean(alpha)").transform_calculate(
         label="'α = ' + format(datum.shown, '+.1f') + ',  λ = ' + format(lam, '+.1f')").mark_text(
         align="left", baseline="top", fontSize=12).encode(x=alt.value(4), y=alt.value(2), text="label:N")
-    chart = (lines + rule + dots + text + title).add_params(a_par, l_par).properties(height=300)
+    # a fixed width: inside a numbered figure the container's width is not known when vega-embed measures it
+    chart = (lines + rule + dots + text + title).add_params(a_par, l_par).properties(width=560, height=300)
     return explorer(chart, name=name, alt=alt_text)

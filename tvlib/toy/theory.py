@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..rules import GOALS, best_lambda
+from ..rules import GOALS, agreement, best_lambda, sufficient_bound
 
 __all__ = [
     "addition_threshold",
@@ -56,6 +56,7 @@ __all__ = [
     "SLOPE_TOL",
     "EXPONENT_TOL",
     "threshold_fits",
+    "threshold_tightness",
     "edge_exponents",
     "ood_condition",
     "EDGE_SLOPE_TOL",
@@ -501,6 +502,43 @@ def threshold_fits(summary: pd.DataFrame, column: str = "lam_star_error") -> pd.
         gap = float(np.mean((g[column] - (1 - g["alpha"]))[ok])) if ok.any() else math.nan
         rows.append((seed, intercept, slope, gap))
     return pd.DataFrame(rows, columns=["seed", "intercept", "slope", "gap"])
+
+
+def _judge(rule, per_seed: Sequence[float], *args, **kw) -> str:
+    """A tvlib.rules verdict word on the finite per-seed values; "n/a" when there are none."""
+    x = np.asarray(per_seed, dtype=float)
+    return str(rule(x[np.isfinite(x)], *args, **kw)) if np.isfinite(x).any() else "n/a"
+
+
+def threshold_tightness(
+    curves: pd.DataFrame,
+    references: pd.DataFrame,
+    *,
+    factors: Sequence[float],
+    beta: Mapping[int, float],
+    acc_level: float = 0.95,
+) -> tuple[dict[float, pd.DataFrame], pd.DataFrame]:
+    """Theorem 1's threshold 1 - alpha + beta-hat against lam*(alpha) measured at several tolerances.
+
+    Per factor (T2 learned: error <= factor * eps): addition_summary with T1's allowance |lam| beta
+    (beta per seed), and one table row: the line lam* = intercept + slope * alpha over alpha >= 0
+    (mean and SD over seeds), the mean gap lam* - (1 - alpha + beta-hat), and two verdicts:
+    "threshold" by tvlib.rules.sufficient_bound (tight within THRESHOLD_TOL) and "slope" by
+    tvlib.rules.agreement with -1 (within SLOPE_TOL). Returns (summaries by factor, table).
+    """
+    b = pd.Series(beta, dtype=float)
+    summaries, rows = {}, []
+    for f in factors:
+        s = addition_summary(curves, references, factor=f, acc_level=acc_level, beta=dict(beta))
+        fits = threshold_fits(s).set_index("seed")
+        gap = fits["gap"] - b.reindex(fits.index)
+        rows.append((float(f), fits["intercept"].mean(), fits["intercept"].std(), fits["slope"].mean(),
+                     fits["slope"].std(), gap.mean(), _judge(sufficient_bound, gap, 0.0, tol=THRESHOLD_TOL),
+                     _judge(agreement, fits["slope"], -1.0, tol=SLOPE_TOL)))
+        summaries[float(f)] = s
+    table = pd.DataFrame(rows, columns=["factor", "intercept", "intercept_sd", "slope", "slope_sd", "gap",
+                                        "threshold", "slope_verdict"])
+    return summaries, table
 
 
 def edge_exponents(
