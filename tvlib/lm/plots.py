@@ -131,4 +131,5 @@ def curves_explorer(frame: pd.DataFrame, *, share0: float = 0.8, vector0: str = 
     y = alt.Y("mean:Q", title="loss change from Ψ0′ (nats, mean ± sd over seeds)")
     band = base.mark_area(opacity=0.2).encode(x=x, y="lo:Q", y2="hi:Q", color=color)
     line = base.mark_line(point=True).encode(x=x, y=y, color=color)
-    return (band + line).add_params(share, vector).properties(height=280)
+    # a fixed width: inside a numbered figure the container's width is not known when vega-embed measures it
+    return (band + line).add_params(share, vector).properties(width=560, height=280)
