@@ -394,22 +394,26 @@ def test_phi_tied_embeddings_counted_once():
     torch.testing.assert_close(untied.lm_head.weight, ft.lm_head.weight)
 
 
-@pytest.mark.parametrize("extras", [False, True])
+@pytest.mark.parametrize("extras", ["none", "bias+saved", "embeddings"])
 def test_from_peft_matches_merge_and_unload(extras):
     peft = pytest.importorskip("peft")
     base = tiny_phi()
-    more = dict(lora_bias=True, modules_to_save=["lm_head"]) if extras else {}
-    cfg = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_alpha=8, **more)
+    more = dict(lora_bias=True, modules_to_save=["lm_head"]) if extras == "bias+saved" else {}
+    targets = ["q_proj", "v_proj"] + (["embed_tokens", "lm_head"] if extras == "embeddings" else [])
+    cfg = peft.LoraConfig(r=4, target_modules=targets, lora_alpha=8, **more)
     wrapped = peft.get_peft_model(copy.deepcopy(base), cfg)
     gen = g(3)
     with torch.no_grad():
         for name, p in wrapped.named_parameters():
-            if "lora_B" in name or "modules_to_save" in name:
+            if "lora_B" in name or "lora_embedding" in name or "modules_to_save" in name:  # peft zeros embedding A
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
     tv = TaskVector.from_peft(wrapped)
     expected_keys = {f"model.layers.{i}.self_attn.{m}_proj.weight" for i in range(2) for m in "qv"}
-    if extras:  # LoRA's bias delta and the fully trained copy of lm_head
+    if extras == "bias+saved":  # LoRA's bias delta and the fully trained copy of lm_head
         expected_keys |= {k.replace("weight", "bias") for k in expected_keys} | {"lm_head.weight", "lm_head.bias"}
+    if extras == "embeddings":  # a LoRA-wrapped nn.Embedding keeps its factors in lora_embedding_A/B
+        expected_keys |= {"model.embed_tokens.weight", "lm_head.weight"}
+        assert torch.linalg.matrix_rank(tv.deltas["model.embed_tokens.weight"]) == 4
     assert set(tv.keys()) == expected_keys and expected_keys <= set(base.state_dict())
     for k, d in tv.deltas.items():
         if "proj.weight" in k:

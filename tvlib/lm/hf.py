@@ -138,19 +138,6 @@ def finetune_full(model: nn.Module, base_state: Mapping[str, Tensor], blocks: Te
     return tv, log
 
 
-def _with_embeddings(tv: TaskVector, peft_model: nn.Module) -> TaskVector:
-    """tv plus the deltas of LoRA-wrapped embedding layers (peft keeps their factors in lora_embedding_A/B)."""
-    from peft.tuners.lora import Embedding as LoraEmbedding
-
-    extra = {}
-    with torch.no_grad():
-        for name, module in peft_model.get_base_model().named_modules():
-            key = f"{name}.weight"
-            if isinstance(module, LoraEmbedding) and "default" in module.lora_embedding_A and key not in tv.keys():
-                extra[key] = module.get_delta_weight("default").float()
-    return TaskVector({**tv.deltas, **extra}) if extra else tv
-
-
 def finetune_lora(model: nn.Module, base_state: Mapping[str, Tensor], blocks: Tensor, *, rank: int, alpha: float,
                   targets: Sequence[str], epochs: float, lr: float, batch_size: int, seed: int,
                   dtype: str = "float32", device: str = "auto", progress: bool = False):
@@ -167,7 +154,7 @@ def finetune_lora(model: nn.Module, base_state: Mapping[str, Tensor], blocks: Te
         peft_model = get_peft_model(model, config)
     log = train_lm(peft_model, blocks, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype,
                    device=device, progress=progress)
-    tv = _with_embeddings(TaskVector.from_peft(peft_model), peft_model).to("cpu")
+    tv = TaskVector.from_peft(peft_model).to("cpu")  # embeddings included when targeted
     peft_model.unload()  # the LoRA layers out again; the frozen base weights were never touched
     for n, q in model.named_parameters():
         q.requires_grad_(trainable[n])

@@ -1,6 +1,8 @@
 """peft LoRA adapters in and out of task vectors: dW = scale * B @ A per wrapped layer.
 
-from_peft reads a PeftModel's adapter (dense deltas, or factors for plain Linear layers); to_peft writes
+from_peft reads a PeftModel's adapter (dense deltas, or factors for plain Linear layers; LoRA-wrapped
+embeddings, whose factors peft keeps in lora_embedding_A/B, and modules_to_save copies come as dense
+deltas); to_peft writes
 a vector's factored deltas as an adapter directory that PeftModel.from_pretrained loads, with one rank
 per module (rank_pattern) and lora_alpha equal to the rank, so peft's scale is 1 and B @ A is the delta.
 """
@@ -35,7 +37,8 @@ def from_peft(peft_model: nn.Module, adapter_name: str = "default", *, factored:
     factors: dict[str, tuple[Tensor, Tensor]] = {}
     with torch.no_grad():
         for name, module in model.named_modules():
-            if isinstance(module, LoraLayer) and adapter_name in module.lora_A:
+            if isinstance(module, LoraLayer) and (adapter_name in module.lora_A
+                                                  or adapter_name in getattr(module, "lora_embedding_A", {})):
                 if adapter_name in module.merged_adapters:
                     raise ValueError(f"adapter {adapter_name!r} is already merged into {name}: unmerge it first")
                 if adapter_name in getattr(module, "lora_variant", {}):
