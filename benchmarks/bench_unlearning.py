@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/bench_unlearning.py run [--seed 0 --share 0.8 ...]
         one run through tvlib.lm (every UnlearningParams field is an option; lists comma-separated):
         wall and CPU time and peak memory against the chapter's budget (5 minutes on a 2-core CPU)
-    .venv/bin/python benchmarks/bench_unlearning.py table [--shards 2]
-        the one command that regenerates book/data/unlearning-seeds.csv: tvlib-batch runs the chapter
-        over grids/unlearning-seeds.yaml in --shards parallel shards (one CPU thread each), collects
-        the table and writes its manifest; prints the wall time against the budget (60 minutes)
+    .venv/bin/python benchmarks/bench_unlearning.py table [--shards 2] [--grid unlearning-seeds]
+        the one command that regenerates book/data/<grid>.csv: tvlib-batch runs the chapter over
+        grids/<grid>.yaml in --shards parallel shards (one CPU thread each), collects the table and
+        writes its manifest; prints the wall time against the budget (60 minutes). Grids:
+        unlearning-seeds (5 seeds x 6 shares) and unlearning-matched (the equal-norm test, 5 fresh seeds)
     .venv/bin/python benchmarks/bench_unlearning.py check --seed 1 --share 0.4
         re-runs one grid point through tvlib.lm and compares it with its committed row
 """
@@ -28,10 +29,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID = ROOT / "grids" / "unlearning-seeds.yaml"
+GRIDS = ("unlearning-seeds", "unlearning-matched")
 TABLE = ROOT / "book" / "data" / "unlearning-seeds.csv"
-MANIFEST = ROOT / "book" / "data" / "unlearning-seeds.manifest.json"
-OUT = ROOT / "runs" / "unlearning-seeds"
 RUN_BUDGET_S, TABLE_BUDGET_S = 300, 3600
 
 
@@ -82,22 +81,24 @@ def bench_run(kw: dict) -> dict:
     return m
 
 
-def bench_table(shards: int) -> None:
-    """Regenerate the multi-seed table with tvlib-batch in parallel shards, collect it, write its manifest."""
+def bench_table(shards: int, name: str = GRIDS[0]) -> None:
+    """Regenerate a multi-seed table with tvlib-batch in parallel shards, collect it, write its manifest."""
+    grid, out = ROOT / "grids" / f"{name}.yaml", ROOT / "runs" / name
+    table, manifest = ROOT / "book" / "data" / f"{name}.csv", ROOT / "book" / "data" / f"{name}.manifest.json"
     batch = Path(sys.executable).with_name("tvlib-batch")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([str(batch), "run", str(ROOT / "book" / "unlearning.md"), str(GRID), "--out", str(OUT),
+    procs = [subprocess.Popen([str(batch), "run", str(ROOT / "book" / "unlearning.md"), str(grid), "--out", str(out),
                                "--shard", f"{i}/{shards}", "--no-progress"], env=env) for i in range(shards)]
     codes = [proc.wait() for proc in procs]
     wall = time.perf_counter() - t0
-    subprocess.run([str(batch), "collect", "--out", str(OUT), "--csv", str(TABLE), "--no-figures"], check=True, env=env)
-    write_manifest(OUT, MANIFEST)
+    subprocess.run([str(batch), "collect", "--out", str(out), "--csv", str(table), "--no-figures"], check=True, env=env)
+    write_manifest(out, manifest, grid)
     print(f"table regenerated in {wall / 60:.1f} min with {shards} shards (budget {TABLE_BUDGET_S / 60:.0f} min); "
-          f"shard exit codes {codes} -> {TABLE.relative_to(ROOT)}, {MANIFEST.relative_to(ROOT)}")
+          f"shard exit codes {codes} -> {table.relative_to(ROOT)}, {manifest.relative_to(ROOT)}")
 
 
-def write_manifest(out: Path, path: Path) -> None:
+def write_manifest(out: Path, path: Path, grid: Path) -> None:
     """One JSON for the committed table: the grid, and per run its parameters, status, times, versions, git."""
     from tvlib.vectors.io import write_json
 
@@ -110,7 +111,7 @@ def write_manifest(out: Path, path: Path) -> None:
         m = json.loads(f.read_text())
         runs[folder.name] = {k: m.get(k) for k in keep}
     walls = [r["wall_s"] for r in runs.values() if r["wall_s"]]
-    write_json({"grid": str(GRID.relative_to(ROOT)), "notebook": "book/unlearning.md", "n_runs": len(runs),
+    write_json({"grid": str(grid.relative_to(ROOT)), "notebook": "book/unlearning.md", "n_runs": len(runs),
                 "sum_wall_s": round(sum(walls), 1), "runs": runs}, path, indent=1)
 
 
@@ -132,15 +133,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", nargs="?", default="run", choices=["run", "table", "check"])
     ap.add_argument("--shards", type=int, default=2, help="table: parallel shards (default 2, one per core)")
+    ap.add_argument("--grid", default=GRIDS[0], choices=GRIDS, help="table: which grid (default %(default)s)")
     from tvlib import lm as llm
 
     for f in dataclasses.fields(llm.UnlearningParams):
         ap.add_argument(f"--{f.name}", default=None, help=f"default {f.default!r}")
     args = vars(ap.parse_args())
-    command, shards = args.pop("command"), args.pop("shards")
+    command, shards, grid = args.pop("command"), args.pop("shards"), args.pop("grid")
     kw = _params(args)
     if command == "table":
-        bench_table(shards)
+        bench_table(shards, grid)
     elif command == "check":
         check_row({"device": "cpu", **kw})
     else:

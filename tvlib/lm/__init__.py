@@ -16,6 +16,7 @@ from .controls import (
     split,
 )
 from .experiment import (
+    MATCHED,
     OTHERS,
     ROUGE_ALONG_GRID,
     VECTORS,
@@ -23,6 +24,7 @@ from .experiment import (
     load_model,
     load_texts,
     make_eval_sets,
+    matched_step,
     measure_alpha,
     prepare,
     run_metrics,
@@ -61,6 +63,6 @@ __all__ = [
     "train_lm", "finetune_full", "finetune_lora", "draw_prompts", "EvalSet", "make_eval_sets", "rouge_l_f1",
     "rouge_l", "mean_nll", "evaluate", "output_alpha_hat", "relative_drop", "EMBEDDING_NAMES", "is_embedding",
     "restrict", "split", "embedding_share", "norm_matched_random", "Experiment", "prepare", "train_base",
-    "task_vectors", "measure_alpha", "sweep", "run_metrics", "run_unlearning", "make_texts", "borrow_words",
+    "task_vectors", "measure_alpha", "sweep", "MATCHED", "matched_step", "run_metrics", "run_unlearning", "make_texts", "borrow_words",
     "ngram_overlap",
 ]

@@ -6,8 +6,9 @@ the attention and MLP projections ("lora") and with the embeddings and output la
 targets ("lora_emb"); two controls: a random direction with the full vector's per-tensor norms
 ("random") and each other text's own vector ("own_aligned", "own_less_aligned"). On each text the
 mean token loss is measured along the whole lam grid; Rouge-L of greedy continuations along the grid
-for "full" and "lora" (the paper's Tables 3 and 4), at the last lam for the others.
-`run_metrics` flattens one run into named scalars: one row of the chapter's multi-seed table.
+for "full" and "lora" (the paper's Tables 3 and 4), at the last lam for the others. `matched_step`
+also negates the LoRA vectors at the full-rank vector's step norm, to compare their selectivity at
+equal size. `run_metrics` flattens one run into named scalars: one row of the chapter's multi-seed table.
 Parameters: tvlib.lm.params.UnlearningParams.
 """
 
@@ -34,7 +35,7 @@ from .texts import make_texts, ngram_overlap
 
 __all__ = [
     "VECTORS", "ROUGE_ALONG_GRID", "OTHERS", "load_texts", "load_model", "make_eval_sets", "Experiment", "prepare",
-    "train_base", "task_vectors", "measure_alpha", "sweep", "run_metrics", "run_unlearning",
+    "train_base", "task_vectors", "measure_alpha", "sweep", "MATCHED", "matched_step", "run_metrics", "run_unlearning",
 ]
 
 #: the vectors negated, by role: the forget text's (full, LoRA, LoRA with embeddings) and the controls
@@ -43,6 +44,8 @@ VECTORS = ("full", "lora", "lora_emb", "random", "own_aligned", "own_less_aligne
 ROUGE_ALONG_GRID = ("full", "lora")
 #: the texts other than the forget text
 OTHERS = ("aligned", "less_aligned")
+#: vectors also negated at the full-rank vector's step norm (`matched_step`)
+MATCHED = ("lora", "lora_emb")
 
 
 def load_texts(p: UnlearningParams) -> dict[str, str]:
@@ -217,13 +220,36 @@ def sweep(ex: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[s
     return out
 
 
+def matched_step(ex: Experiment, vectors: Mapping[str, TaskVector]) -> dict[str, dict[str, Any]]:
+    """Each vector of `MATCHED` negated at the full-rank vector's step norm: lam = -||full|| / ||vector||.
+
+    So ||lam * vector|| = ||full||, the size of the full-rank vector's step at lam = -1: selectivity is
+    compared at equal size. Returns {vector: {"lam": lam, "nll": {text: mean token loss}}}.
+    """
+    full = vectors["full"].norm()
+    out: dict[str, dict[str, Any]] = {}
+    for name in MATCHED:
+        norm = vectors[name].norm()
+        lam = -float(full / norm) if norm > 0 else float("nan")
+        ex.model.load_state_dict(ex.base_state)
+        nll = {t: float("nan") for t in TEXTS}
+        if lam == lam:
+            vectors[name].apply_(ex.model, lam, base=ex.base_state)
+            point = evaluate(ex.model, ex.tokenizer, ex.evals, rouge=False, cont_len=ex.params.cont_len, dtype=ex.dtype)
+            nll = {t: point[t]["nll"] for t in TEXTS}
+        out[name] = {"lam": lam, "nll": nll}
+    ex.model.load_state_dict(ex.base_state)
+    return out
+
+
 def run_metrics(ex: Experiment, vectors: Mapping[str, TaskVector], alpha: Mapping[str, Mapping[str, float]],
-                sweeps: Mapping[str, Any]) -> dict[str, float]:
+                sweeps: Mapping[str, Any], matched: Mapping[str, Any] | None = None) -> dict[str, float]:
     """One run as named scalars (the columns of the multi-seed table); unmeasured Rouge-L points are left out.
 
     alpha_<estimator>_<text>; emb_share (of ||dPsi_forget||^2); norm_<vector>; cos_full_lora (on the
     LoRA-targeted weights); overlap_<text> (word trigrams shared with the forget text);
-    nll_<vector>_<text>_<i> and rouge_<vector>_<text>_<i> at lam index i; train_<vector> (last training loss).
+    nll_<vector>_<text>_<i> and rouge_<vector>_<text>_<i> at lam index i; train_<vector> (last training loss);
+    with `matched` (from `matched_step`), lam_matched_<vector> and nll_matched_<vector>_<text>.
     """
     m: dict[str, float] = {}
     for est, by_text in alpha.items():
@@ -240,6 +266,9 @@ def run_metrics(ex: Experiment, vectors: Mapping[str, TaskVector], alpha: Mappin
                 m[f"nll_{name}_{t}_{i}"] = float(nll)
                 if r == r:  # measured (not NaN)
                     m[f"rouge_{name}_{t}_{i}"] = float(r)
+    for name, res in (matched or {}).items():
+        m[f"lam_matched_{name}"] = float(res["lam"])
+        m.update({f"nll_matched_{name}_{t}": float(v) for t, v in res["nll"].items()})
     m.update({f"train_{k}": float(v[-1]) for k, v in ex.logs.items() if v})
     return m
 
@@ -255,8 +284,10 @@ def run_unlearning(p: UnlearningParams, output_dir: str | os.PathLike | None = N
     vectors = task_vectors(ex)
     alpha = measure_alpha(ex, vectors)
     sweeps = sweep(ex, vectors)
+    matched = matched_step(ex, vectors)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(p).items()}
-    results = {"params": params, "metrics": run_metrics(ex, vectors, alpha, sweeps), "sweeps": sweeps,
+    results = {"params": params, "metrics": run_metrics(ex, vectors, alpha, sweeps, matched),
+               "sweeps": sweeps, "matched": matched,
                "alpha": alpha, "logs": dict(ex.logs), "seconds": time.perf_counter() - t0}
     if output_dir is not None and int(os.environ.get("RANK", 0)) == 0:
         write_json(results, Path(output_dir) / "unlearning.json")

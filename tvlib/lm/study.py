@@ -16,12 +16,13 @@ import numpy as np
 
 from .. import paper
 from ..rules import Verdict, agreement, ordering
-from .experiment import OTHERS, VECTORS
+from .experiment import MATCHED, OTHERS, VECTORS
 from .params import TEXTS
 
 __all__ = ["TABLE_LAMS", "MAIN_SHARE", "table_path", "load", "at_share", "alpha_table", "rouge_table", "controls_table",
            "claims_table", "chapter_values", "manifest_times", "rise", "drop", "curve", "mean_sd", "dose_slopes", "claims", "Claim",
-           "committed_row", "row_differences", "ALPHA_TOL", "RATIO_TOL"]
+           "committed_row", "row_differences", "ALPHA_TOL", "RATIO_TOL", "MATCHED_TABLE", "selectivity",
+           "matched_claims", "matched_values"]
 
 #: the lambda grid of the committed table (the chapter's default `lams`)
 TABLE_LAMS = (0.0, -0.2, -0.4, -0.6, -0.8, -1.0)
@@ -31,6 +32,8 @@ MAIN_SHARE = 0.8
 ALPHA_TOL = 0.1
 #: tolerance of "the aligned text drops almost as much as the forget text" on the ratio of drops
 RATIO_TOL = 0.15
+#: the table of the equal-step-norm test: fresh seeds 5-9 at share 0.8 (grids/unlearning-matched.yaml)
+MATCHED_TABLE = "unlearning-matched.csv"
 
 
 def table_path(name: str = "unlearning-seeds.csv") -> Any:
@@ -107,6 +110,30 @@ def dose_slopes(df, measure: str = "rise", vector: str = "full", text: str = "al
         y = rise(rows, vector, text) if measure == "rise" else drop(rows, vector, text)
         out.append(float(np.polyfit(x, y, 1)[0]))
     return np.asarray(out)
+
+
+def selectivity(df, vector: str, *, matched: bool = False) -> np.ndarray:
+    """Per row: the other texts' mean loss rise over the forget text's (lower = more selective).
+
+    At the last lambda; with matched=True at the full-rank vector's step norm (`tvlib.lm.matched_step`:
+    the full-rank vector itself at its last lambda, which must be -1, a vector of MATCHED at its
+    lam_matched). NaN where the forget text's loss does not rise.
+    """
+    if not matched or vector == "full":
+        if matched and _lam_at(df, f"nll_{vector}_forget") != -1.0:
+            raise ValueError("the equal-norm comparison needs the table's last lambda to be -1")
+        r = {t: rise(df, vector, t) for t in TEXTS}
+    elif vector in MATCHED:
+        r = {t: (df[f"nll_matched_{vector}_{t}"] - df[f"nll_{vector}_{t}_0"]).to_numpy(dtype=float) for t in TEXTS}
+    else:
+        raise ValueError(f"vector={vector!r}: expected 'full' or one of {MATCHED} for matched=True")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r["forget"] > 0, (r["aligned"] + r["less_aligned"]) / 2 / r["forget"], np.nan)
+
+
+def _lam_at(df, key: str) -> float:
+    """The lambda of the table's last grid point (the committed tables use TABLE_LAMS)."""
+    return TABLE_LAMS[_last(df, key)] if _last(df, key) < len(TABLE_LAMS) else float("nan")
 
 
 def alpha_table(df):
@@ -230,7 +257,7 @@ def claims(df, share: float, irrelevant_share: float = 0.0) -> dict[str, Claim]:
         others = [x for x in TEXTS if x != t]
         add(f"own_{t}", f"the {t.replace('_', ' ')} text's own vector hurts it most",
             "own text's rise > the larger other rise", ordering(r[own, t], np.maximum(*(r[own, x] for x in others))))
-    spread = {v: (r[v, "aligned"] + r[v, "less_aligned"]) / 2 / r[v, "forget"] for v in ("full", "lora", "lora_emb")}
+    spread = {v: selectivity(m, v) for v in ("full", "lora", "lora_emb")}
     add("spread_lora_full", "LoRA spreads its damage more evenly over the texts than the full-rank vector",
         "mean other rise / forget rise: LoRA > full rank", ordering(spread["lora"], spread["full"]))
     add("spread_lora_emb", "with the embeddings among its targets, LoRA's damage is more selective",
@@ -266,8 +293,7 @@ def chapter_values(df, share: float = MAIN_SHARE) -> dict[str, str]:
     out["unl_drop_ratio"] = mean_sd(drop(m, "full", "aligned") / drop(m, "full", "forget"), "{:.2f}")
     out["unl_rouge_sd"] = f"{max(np.std(drop(m, v, t), ddof=1) for v in ('full', 'lora') for t in TEXTS):.0f}"
     for v in ("full", "lora", "lora_emb"):
-        others = (rise(m, v, "aligned") + rise(m, v, "less_aligned")) / 2
-        out[f"unl_spread_{v}"] = mean_sd(others / rise(m, v, "forget"), "{:.2f}")
+        out[f"unl_spread_{v}"] = mean_sd(selectivity(m, v), "{:.2f}")
         out[f"unl_norm_{v}"] = mean_sd(m[f"norm_{v}"], "{:.1f}")
     out.update(unl_slope_rise=mean_sd(dose_slopes(df, "rise"), "{:.2f}"),
                unl_slope_drop=mean_sd(dose_slopes(df, "drop"), "{:.0f}"),
@@ -287,6 +313,39 @@ def chapter_values(df, share: float = MAIN_SHARE) -> dict[str, str]:
     out["unl_emb_small_forget"] = mean_sd(step["forget"])
     out["unl_emb_small_spread"] = mean_sd((step["aligned"] + step["less_aligned"]) / 2 / step["forget"], "{:.2f}")
     for key, c in claims(df, share).items():
+        out[f"unl_v_{key}"], out[f"unl_d_{key}"] = c.verdict.word, c.verdict.detail
+    return out
+
+
+def matched_claims(df) -> dict[str, Claim]:
+    """The equal-step-norm test of the LoRA explanation, fixed before its runs (fresh seeds, MATCHED_TABLE).
+
+    Each vector negated at the full-rank vector's step norm; selectivity compared with
+    tvlib.rules.ordering over the paired seeds, as every other ordering of the chapter.
+    """
+    s = {v: selectivity(df, v, matched=True) for v in ("full", *MATCHED)}
+    rule = "other / forget rise at the full-rank step norm: {}"
+    return {
+        "matched_emb": Claim("with the embeddings among its targets, LoRA is more selective (equal norm)",
+                             rule.format("LoRA > LoRA with embeddings"), ordering(s["lora"], s["lora_emb"])),
+        "matched_lora_full": Claim("LoRA on the projections is less selective than the full-rank vector (equal norm)",
+                                   rule.format("LoRA > full rank"), ordering(s["lora"], s["full"])),
+        "matched_emb_full": Claim("LoRA with embeddings is less selective than the full-rank vector (equal norm)",
+                                  rule.format("LoRA with embeddings > full rank"), ordering(s["lora_emb"], s["full"])),
+    }
+
+
+def matched_values(df) -> dict[str, str]:
+    """The equal-step-norm test's numbers and verdicts, keyed unl_m_*."""
+    out = {"unl_m_n_seeds": str(df["seed"].nunique()),
+           "unl_m_seeds": f"{int(df['seed'].min())}–{int(df['seed'].max())}"}
+    for v in ("full", *MATCHED):
+        out[f"unl_m_spread_{v}"] = mean_sd(selectivity(df, v, matched=True), "{:.2f}")
+    for v in MATCHED:
+        out[f"unl_m_lam_{v}"] = mean_sd(df[f"lam_matched_{v}"], "{:.2f}")
+        out[f"unl_m_rise_{v}"] = mean_sd(df[f"nll_matched_{v}_forget"] - df[f"nll_{v}_forget_0"])
+    out["unl_m_rise_full"] = mean_sd(rise(df, "full", "forget"))
+    for key, c in matched_claims(df).items():
         out[f"unl_v_{key}"], out[f"unl_d_{key}"] = c.verdict.word, c.verdict.detail
     return out
 
