@@ -248,11 +248,27 @@ def test_sweep_shares_lam_zero_and_measures_rouge_where_it_should(run):
     assert 0 < m["emb_share"] < 1
 
 
+def test_matched_step_negates_each_lora_vector_at_the_full_rank_step_norm(run):
+    ex, vectors, alpha, sweeps, _ = run
+    matched = llm.matched_step(ex, vectors)
+    assert set(matched) == set(llm.MATCHED)
+    full = vectors["full"].norm()
+    for name, res in matched.items():
+        assert res["lam"] < 0
+        assert abs(abs(res["lam"]) * vectors[name].norm() - full) < 1e-6 * full
+        model = vectors[name].apply_to(ex.base_state, res["lam"])
+        ex.model.load_state_dict(model)
+        assert llm.mean_nll(ex.model, ex.evals["forget"].blocks) == pytest.approx(res["nll"]["forget"], rel=1e-6)
+    ex.model.load_state_dict(ex.base_state)
+    m = llm.run_metrics(ex, vectors, alpha, sweeps, matched)
+    assert m["lam_matched_lora"] == matched["lora"]["lam"] and "nll_matched_lora_emb_aligned" in m
+
+
 def test_end_to_end_writes_json(tmp_path):
     res = llm.run_unlearning(llm.UnlearningParams(**TINY), output_dir=tmp_path)
     data = json.loads((tmp_path / "unlearning.json").read_text())
     assert [f.name for f in tmp_path.iterdir()] == ["unlearning.json"]
-    assert set(data) == {"params", "metrics", "sweeps", "alpha", "logs", "seconds"}
+    assert set(data) == {"params", "metrics", "sweeps", "alpha", "logs", "seconds", "matched"}
     assert data["metrics"] == pytest.approx(res["metrics"])
 
 
@@ -316,6 +332,35 @@ def test_claims_follow_the_rules():
     assert c["alpha_less_aligned"].verdict.word == "agrees"  # 0.2 vs 0.239, tol 0.1
     assert c["alpha_aligned"].verdict.word == "agrees"  # 0.48 vs 0.498
     assert all(isinstance(x.verdict.detail, str) for x in c.values())
+
+
+def _matched(df, spread_lora: float, spread_emb: float):
+    """df with equal-norm columns: forget rise 1, the other texts' rise the given fraction of it (plus noise)."""
+    rng = np.random.default_rng(1)
+    df = df.copy()
+    for v, spread in (("lora", spread_lora), ("lora_emb", spread_emb)):
+        df[f"lam_matched_{v}"] = -0.5
+        for t in llm.TEXTS:
+            rise = 1.0 if t == "forget" else spread
+            df[f"nll_matched_{v}_{t}"] = df[f"nll_{v}_{t}_0"] + rise + 0.01 * rng.normal(size=len(df))
+    return study.at_share(df, 0.8)
+
+
+def test_equal_norm_selectivity_rule_says_holds_or_not_from_the_data():
+    df = _table(lams=len(study.TABLE_LAMS))
+    full = study.selectivity(study.at_share(df, 0.8), "full", matched=True)  # synthetic full rank: 0.5
+    np.testing.assert_allclose(full, study.selectivity(study.at_share(df, 0.8), "full"))
+    more_selective = study.matched_claims(_matched(df, spread_lora=0.8, spread_emb=0.3))
+    assert more_selective["matched_emb"].verdict.holds and more_selective["matched_lora_full"].verdict.holds
+    assert not more_selective["matched_emb_full"].verdict.holds  # 0.3 < 0.5: not less selective than full
+    not_more = study.matched_claims(_matched(df, spread_lora=0.8, spread_emb=0.8))
+    assert not not_more["matched_emb"].verdict.holds and not_more["matched_emb_full"].verdict.holds
+    values = study.matched_values(_matched(df, 0.8, 0.3))
+    assert values["unl_v_matched_emb"] == "holds" and values["unl_m_spread_lora"].startswith("0.80")
+    with pytest.raises(ValueError, match="last lambda"):
+        study.selectivity(_table(lams=2), "full", matched=True)
+    with pytest.raises(ValueError, match="vector='random'"):
+        study.selectivity(df, "random", matched=True)
 
 
 def test_derived_measures():
