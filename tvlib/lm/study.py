@@ -48,13 +48,13 @@ def table_path(name: str = "unlearning-seeds.csv") -> Any:
 
 
 def load(path: Any):
-    """The table's finished runs (status ok) as a DataFrame sorted by share and seed."""
+    """The table's finished runs (status ok) as a DataFrame sorted by share and seed (a one-share grid has no share)."""
     import pandas as pd
 
     df = pd.read_csv(path)
     if "status" in df.columns:
         df = df[df["status"] == "ok"]
-    return df.sort_values(["share", "seed"]).reset_index(drop=True)
+    return df.sort_values([c for c in ("share", "seed") if c in df.columns]).reset_index(drop=True)
 
 
 def at_share(df, share: float):
