@@ -324,7 +324,7 @@ def matched_claims(df) -> dict[str, Claim]:
     tvlib.rules.ordering over the paired seeds, as every other ordering of the chapter.
     """
     s = {v: selectivity(df, v, matched=True) for v in ("full", *MATCHED)}
-    rule = "other / forget rise at the full-rank step norm: {}"
+    rule = "other/forget rise: {}"
     return {
         "matched_emb": Claim("with the embeddings among its targets, LoRA is more selective (equal norm)",
                              rule.format("LoRA > LoRA with embeddings"), ordering(s["lora"], s["lora_emb"])),
