@@ -118,7 +118,7 @@ def _synthetic_error(l1, l2, edge_fn, upper=np.inf):
 
 
 def test_ood_edge_analysis_recovers_a_known_edge():
-    from tvlib.toy.theory import ood_edge_analysis, ood_measured_edges
+    from tvlib.toy.ood_edges import ood_edge_analysis, ood_measured_edges
 
     l1 = np.round(np.arange(-2, 12.01, 0.1), 2)
     l2 = np.round(np.arange(-4, 4.01, 0.5), 2)
@@ -138,7 +138,7 @@ def test_ood_edge_analysis_recovers_a_known_edge():
 
 
 def test_ood_edge_glues_round_trip_through_a_batch_table():
-    from tvlib.toy.theory import EDGE_METRICS, ood_edge_glues, ood_edges_from_runs
+    from tvlib.toy.ood_edges import EDGE_METRICS, ood_edge_glues, ood_edges_from_runs
 
     per_seed = pd.DataFrame([{k: float(i + j) for j, k in enumerate(EDGE_METRICS)} for i in range(3)])
     per_seed.loc[1, "slope_vote"] = np.nan  # not measurable for this seed: not glued, read back as nan
@@ -152,7 +152,7 @@ def test_ood_edge_glues_round_trip_through_a_batch_table():
 
 
 def test_rank_residuals_match_truncated_svd_and_the_tail_of_the_spectrum():
-    from tvlib.toy.theory import rank_residuals
+    from tvlib.toy.vector_stats import rank_residuals
     from tvlib.vectors import TaskVector
 
     D = torch.randn(3, 6, 5, generator=torch.Generator().manual_seed(0))
@@ -164,7 +164,7 @@ def test_rank_residuals_match_truncated_svd_and_the_tail_of_the_spectrum():
 
 
 def test_finetuned_errors_follow_the_vector_grid_order():
-    from tvlib.toy.theory import finetuned_errors
+    from tvlib.toy.measured import finetuned_errors
 
     sweep = arithmetic_sweep(FAST, [0.0, 0.5], [1.0], [0, 1], n_eval=30)
     e = finetuned_errors(sweep.references, [0.0, 0.5])
@@ -175,7 +175,8 @@ def test_finetuned_errors_follow_the_vector_grid_order():
 
 
 def test_row_norm_stats_by_hand_and_seed_glues_round_trip():
-    from tvlib.toy.theory import row_norm_stats, seed_frame, seed_glues
+    from tvlib.book import seed_frame, seed_glues
+    from tvlib.toy.vector_stats import row_norm_stats
 
     m = 4
     dV = torch.zeros(1, m, 3)

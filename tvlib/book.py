@@ -7,16 +7,19 @@ page shows prose with the glued values, never the calls:
     book.glue(beta_hat=0.021, verdict_add=verdict)  # read by glue:text roles
     book.glue_figure("fig-addition-curves", fig)    # placed by a glue:figure directive
     book.table(df, {"lam": "{:.1f}", "error": "{:.3f}"})  # formatted, no index
+    book.glue(**book.seed_glues("sp_rows", per_seed))  # one number per seed, for tvlib-batch to collect
+
+seed_frame reads such per-seed numbers back from one row of a tvlib-batch table.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["glue", "glue_figure", "table", "Table"]
+__all__ = ["glue", "glue_figure", "seed_glues", "seed_frame", "table", "Table"]
 
 
 def _plain(value: Any) -> Any:
@@ -54,6 +57,25 @@ def glue_figure(name: str, fig: Any) -> None:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def seed_glues(prefix: str, frame: Any) -> dict[str, float]:
+    """Per-seed numbers to glue (and for tvlib-batch to collect): <prefix>_<column>_s<i> for each finite value
+    of a frame with one row per seed, and <prefix>_n_seeds."""
+    import numpy as np
+
+    out: dict[str, float] = {f"{prefix}_n_seeds": len(frame)}
+    for i, row in frame.reset_index(drop=True).iterrows():
+        out.update({f"{prefix}_{k}_s{i}": float(v) for k, v in row.items() if np.isfinite(v)})
+    return out
+
+
+def seed_frame(run: Any, prefix: str, columns: Sequence[str]) -> Any:
+    """Inverse of seed_glues on one row of a tvlib-batch table: the per-seed frame (nan where not glued)."""
+    import pandas as pd
+
+    n = int(run[f"{prefix}_n_seeds"])
+    return pd.DataFrame([{k: float(run.get(f"{prefix}_{k}_s{i}", math.nan)) for k in columns} for i in range(n)])
 
 
 class Table:

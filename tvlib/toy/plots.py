@@ -284,7 +284,7 @@ def plot_phase_diagram(
 ) -> Figure:
     """Fraction of seeds learning both tasks over (lam, alpha), by hinge error and by accuracy.
 
-    `learned` is tvlib.toy.theory.learned_map's frame; `beta` draws Theorem 1's boundary lam = 1 - alpha + beta
+    `learned` is tvlib.toy.measured.learned_map's frame; `beta` draws Theorem 1's boundary lam = 1 - alpha + beta
     (alpha >= 0); `thresholds` (columns alpha, lam_star_error, lam_star_accuracy) adds the measured lam*.
     """
     alphas = np.sort(learned["alpha"].unique())
@@ -375,7 +375,7 @@ def plot_alpha_hat(alpha_hat: Any, reference: Callable[[np.ndarray], np.ndarray]
 def plot_negation_bounds(summary: Any, *, c_lower: float, c_upper: float, lam_range: tuple[float, float]) -> Figure:
     """Measured lam intervals of negation per alpha (T1 kept, T2 forgotten, both) against Theorem 2's edges.
 
-    `summary` is tvlib.toy.theory.negation_summary's frame; c_lower, c_upper scale -c/alpha^2 and C/|alpha|.
+    `summary` is tvlib.toy.measured.negation_summary's frame; c_lower, c_upper scale -c/alpha^2 and C/|alpha|.
     """
     m = summary.groupby("alpha").mean()
     alphas = m.index.to_numpy()
@@ -409,7 +409,7 @@ def plot_negation_bounds(summary: Any, *, c_lower: float, c_upper: float, lam_ra
 def plot_pattern_ratios(ratios: Any) -> Figure:
     """How much of T1's attention (mu1^T dW mu1) and value read-out (dV mu1) the T2 vector carries, against alpha.
 
-    `ratios` has columns alpha, seed, attention, value (tvlib.toy.theory.pattern_ratios per seed).
+    `ratios` has columns alpha, seed, attention, value (tvlib.toy.vector_stats.pattern_ratios per seed).
     """
     fig, axes = style.subplots(ncols=2, sharex=True)
     a = np.linspace(-1, 1, 201)
