@@ -83,3 +83,13 @@ def test_sufficient_bound_says_violated_when_the_bound_claims_too_much():
     assert sufficient_bound([1.0, 5.0, 1.0, 5.0, 1.0], 3.0, tol=0.1).word == "tight"
     with pytest.raises(ValueError, match="region"):
         sufficient_bound([1.0], 1.0, tol=0.1, region="left")
+
+
+def test_judge_leaves_out_undefined_seeds_and_says_na_when_none_is_defined():
+    from tvlib.rules import agreement, judge
+
+    nan = float("nan")
+    v = judge(agreement, [1.0, nan, 1.02, 0.98, float("inf"), 1.01], 1.0, tol=0.05)
+    assert v.word == "agrees" and "4 seeds" in v.detail
+    assert judge(agreement, [2.0, nan, 2.1, 1.9], 1.0, tol=0.05).word == "disagrees"
+    assert judge(agreement, [nan, nan], 1.0, tol=0.05) == "n/a"

@@ -19,7 +19,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["glue", "glue_figure", "seed_glues", "seed_frame", "table", "Table"]
+__all__ = ["glue", "glue_or_na", "glue_figure", "seed_glues", "seed_frame", "table", "Table"]
 
 
 def _plain(value: Any) -> Any:
@@ -46,6 +46,17 @@ def glue(**values: Any) -> None:
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"{key}={v}: a glued number must be finite (it is printed in the text)")
         _glue(key, v, display=False)
+
+
+def glue_or_na(**values: Any) -> None:
+    """Like glue, except that a number left undefined (NaN or inf, e.g. by a tiny papermill run) is glued as "n/a"."""
+    def defined(v: Any) -> bool:
+        try:
+            return math.isfinite(float(v))
+        except (TypeError, ValueError):
+            return True  # words and other values are glued as they are
+
+    glue(**{k: (v if defined(v) else "n/a") for k, v in values.items()})
 
 
 def glue_figure(name: str, fig: Any) -> None:

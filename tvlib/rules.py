@@ -8,13 +8,14 @@ are fixed here, before any experiment is run (at least 4 of 5 seeds, gaps beyond
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 __all__ = ["GOALS", "best_lambda", "Verdict", "ordering", "agreement", "fraction_of_seeds",
-           "sufficient_bound"]
+           "sufficient_bound", "judge"]
 
 GOALS = ("add", "negate")
 
@@ -131,3 +132,10 @@ def sufficient_bound(measured: Sequence[float], predicted: float | Sequence[floa
         word = "tight"
     return Verdict(word, word != "violated",
                    f"slack {mean:.3g} ± {se:.2g} (SE, {n} seeds; > 0: the bound asks for more than needed), tol {tol:.2g}")
+
+
+def judge(rule: Callable[..., Verdict], per_seed: Sequence[float], *args: Any, **kw: Any) -> Verdict | str:
+    """rule(finite per-seed values, *args, **kw): a seed whose measurement is undefined (NaN, inf) is left
+    out; "n/a" when no seed has one."""
+    x = np.asarray(per_seed, dtype=float)
+    return rule(x[np.isfinite(x)], *args, **kw) if np.isfinite(x).any() else "n/a"

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..rules import GOALS, agreement, best_lambda, sufficient_bound
+from ..rules import GOALS, agreement, best_lambda, judge, sufficient_bound
 from .fits import estimate_beta, feasible_interval, fit_power_law, fit_threshold_line
 
 __all__ = [
@@ -266,12 +266,6 @@ def threshold_fits(summary: pd.DataFrame, column: str = "lam_star_error") -> pd.
     return pd.DataFrame(rows, columns=["seed", "intercept", "slope", "gap"])
 
 
-def _judge(rule, per_seed: Sequence[float], *args, **kw) -> str:
-    """A tvlib.rules verdict word on the finite per-seed values; "n/a" when there are none."""
-    x = np.asarray(per_seed, dtype=float)
-    return str(rule(x[np.isfinite(x)], *args, **kw)) if np.isfinite(x).any() else "n/a"
-
-
 def threshold_tightness(
     curves: pd.DataFrame,
     references: pd.DataFrame,
@@ -295,8 +289,8 @@ def threshold_tightness(
         fits = threshold_fits(s).set_index("seed")
         gap = fits["gap"] - b.reindex(fits.index)
         rows.append((float(f), fits["intercept"].mean(), fits["intercept"].std(), fits["slope"].mean(),
-                     fits["slope"].std(), gap.mean(), _judge(sufficient_bound, gap, 0.0, tol=THRESHOLD_TOL),
-                     _judge(agreement, fits["slope"], -1.0, tol=SLOPE_TOL)))
+                     fits["slope"].std(), gap.mean(), str(judge(sufficient_bound, gap, 0.0, tol=THRESHOLD_TOL)),
+                     str(judge(agreement, fits["slope"], -1.0, tol=SLOPE_TOL))))
         summaries[float(f)] = s
     table = pd.DataFrame(rows, columns=["factor", "intercept", "intercept_sd", "slope", "slope_sd", "gap",
                                         "threshold", "slope_verdict"])
