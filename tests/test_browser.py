@@ -181,6 +181,7 @@ def _visit(browser, base: str, rel: str) -> dict:
         page.reload(wait_until="load")
         page.evaluate(SETTLE)
         report["narrow_scroll_width"] = page.evaluate("() => document.documentElement.scrollWidth")
+        report["split_words"] = page.evaluate((JS / "split_words.js").read_text())
         page.screenshot(path=str(SCREENS / f"{_name(rel)}-{NARROW}.png"), full_page=True)
     finally:
         context.close()
@@ -287,6 +288,11 @@ def test_blocks_fit_the_column(report):
     if report["narrow_scroll_width"] > NARROW + 1:
         problems.append(f"at {NARROW} px the page scrolls sideways ({report['narrow_scroll_width']} px wide)")
     _verdict("blocks wider than the page", problems, lenient=True)
+
+
+@page_param
+def test_table_cells_keep_words_whole(report):
+    _verdict(f"words split inside table cells at {NARROW} px", [f'"{w}"' for w in report["split_words"]])
 
 
 @page_param
