@@ -127,6 +127,12 @@ def selectivity(df, vector: str, *, matched: bool = False) -> np.ndarray:
         r = {t: (df[f"nll_matched_{vector}_{t}"] - df[f"nll_{vector}_{t}_0"]).to_numpy(dtype=float) for t in TEXTS}
     else:
         raise ValueError(f"vector={vector!r}: expected 'full' or one of {MATCHED} for matched=True")
+    return _spread(r)
+
+
+def _spread(rises: Mapping[str, Any]) -> np.ndarray:
+    """The other texts' mean rise over the forget text's, per row; NaN where the forget text's does not rise."""
+    r = {t: np.asarray(rises[t], dtype=float) for t in TEXTS}
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(r["forget"] > 0, (r["aligned"] + r["less_aligned"]) / 2 / r["forget"], np.nan)
 
@@ -311,7 +317,7 @@ def chapter_values(df, share: float = MAIN_SHARE) -> dict[str, str]:
     out["unl_slope_less"] = mean_sd(dose_slopes(df, "rise", text="less_aligned"), "{:.2f}")
     step = {t: m[f"nll_lora_emb_{t}_1"] - m[f"nll_lora_emb_{t}_0"] for t in TEXTS}  # the first lambda step
     out["unl_emb_small_forget"] = mean_sd(step["forget"])
-    out["unl_emb_small_spread"] = mean_sd((step["aligned"] + step["less_aligned"]) / 2 / step["forget"], "{:.2f}")
+    out["unl_emb_small_spread"] = mean_sd(_spread(step), "{:.2f}")
     for key, c in claims(df, share).items():
         out[f"unl_v_{key}"], out[f"unl_d_{key}"] = c.verdict.word, c.verdict.detail
     return out
