@@ -238,3 +238,29 @@ def test_plan_drops_an_untied_copy_of_a_tied_embedding(tmp_path):
     save_state_dict(sd, tmp_path / "ft")
     plan = plan_merge(tmp_path / "base", [tmp_path / "ft"], Recipe("task_arithmetic", [1.0]))
     assert "lm_head.weight" in plan.dropped and "lm_head.weight" not in plan.dtypes
+
+
+def test_a_float32_fine_tune_of_a_bfloat16_base_merges_through_the_command_and_dry_run(ckpts, tmp_path, capsys):
+    """The default output of many training scripts: the base in bf16, the fine-tune saved in float32."""
+    root, base = ckpts
+    ft32 = perturbed(base, 5).float()
+    ft32.save_pretrained(tmp_path / "ft32")
+    assert open_checkpoint(tmp_path / "ft32").infos["model.norm.weight"].dtype == torch.float32
+    cfg = tmp_path / "mixed.yaml"
+    cfg.write_text(f"merge_method: task_arithmetic\nbase_model: {root}/base\nmodels:\n"
+                   f"  - model: {tmp_path}/ft32\n    parameters: {{weight: 0.5}}\n"
+                   f"  - model: {root}/ft1\n    parameters: {{weight: 0.5}}\n")
+    assert main(["merge", str(cfg), str(tmp_path / "out"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "model 0" in text and "float32" in text and "bfloat16" in text  # the dtypes are reported
+    assert main(["merge", str(cfg), str(tmp_path / "out")]) == 0
+    got = load_state_dict(tmp_path / "out")
+    b, f32, f1 = (load_state_dict(p) for p in (root / "base", tmp_path / "ft32", root / "ft1"))
+    for k in got:
+        assert got[k].dtype == b[k].dtype  # the output keeps the base's dtype unless told otherwise
+        expected = (b[k].float() + 0.5 * (f32[k].float() - b[k].float()) + 0.5 * (f1[k].float() - b[k].float()))
+        torch.testing.assert_close(got[k].float(), expected.to(got[k].dtype).float(), rtol=0, atol=0)
+    # and the other way round: a bf16 fine-tune of a float32 base, in pieces
+    save_state_dict({k: v.float() for k, v in b.items()}, tmp_path / "base32", like=root / "base")
+    merge_checkpoints(tmp_path / "base32", [root / "ft1"], Recipe("ties", [1.0], [0.3]), tmp_path / "o2", chunk=333)
+    assert load_state_dict(tmp_path / "o2")["model.norm.weight"].dtype == torch.float32

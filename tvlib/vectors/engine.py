@@ -53,6 +53,14 @@ def _size(nbytes: float) -> str:
     return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
 
 
+def _dtypes(ck: Checkpoint) -> str:
+    """The dtypes of a checkpoint's tensors, most entries first."""
+    count: dict[torch.dtype, int] = {}
+    for info in ck.infos.values():
+        count[info.dtype] = count.get(info.dtype, 0) + info.numel
+    return "/".join(str(d).removeprefix("torch.") for d, _ in sorted(count.items(), key=lambda t: -t[1]))
+
+
 @dataclass
 class MergePlan:
     """What a merge reads, computes and writes: the basis of --dry-run and of the merge itself."""
@@ -73,7 +81,10 @@ class MergePlan:
     def peak_bytes(self, chunk: int = CHUNK) -> int:
         """Estimated peak resident memory: the runtime plus the reused buffers of the largest piece (a chunk
         of `chunk` entries for elementwise recipes, else the largest tensor)."""
-        per_entry = 2 + 4 + 4 + 4 + 3 * 2  # raw bytes, fp32 base, two fp32 deltas, three output buffers
+        raw = max((ck.infos[k].dtype.itemsize for ck in (self.base, *self.models) for k in self.merged if k in ck),
+                  default=2)
+        out = max((self.dtypes[k].itemsize for k in self.merged), default=2)
+        per_entry = raw + 4 + 4 + 4 + 3 * out  # raw bytes, fp32 base, two fp32 deltas, three output buffers
         per_entry += {None: 0, "magnitude": 9, "dare": 13, "rows": 8, "low_rank": 16}[self.recipe.trim]
         if self.recipe.combine == "ties":
             per_entry += 6 * 4 + 1
@@ -88,7 +99,7 @@ class MergePlan:
         lines = [f"tvlib merge: {r.method} of {len(self.models)} model(s) into {out}"]
         for role, ck in [("base ", self.base), *[(f"model {i}", m) for i, m in enumerate(self.models)]]:
             lines.append(f"  {role:8s} {ck.name}: {len(ck.files())} file(s), {len(ck.infos)} tensors, "
-                         f"{ck.numel():,} entries, {_size(ck.nbytes())}")
+                         f"{ck.numel():,} entries, {_size(ck.nbytes())}, {_dtypes(ck)}")
         for i, m in enumerate(self.models):
             dens = f", density {r.densities[i]}" if r.densities is not None else ""
             lines.append(f"  model {i} weight {r.weights[i]}{dens}")
@@ -195,6 +206,12 @@ def plan_merge(base: str | os.PathLike | Checkpoint, models: Sequence[str | os.P
             copied[k] = why
     dtypes = {k: (dtype if dtype is not None and info.dtype.is_floating_point else info.dtype)
               for k, info in base_ck.infos.items() if k not in dropped}
+    mixed = sorted({f"model {i} ({_dtypes(m)})" for i, m in enumerate(model_cks)
+                    if any(m.infos[k].dtype != base_ck.infos[k].dtype for k in merged if k in m)})
+    if mixed:
+        notes.append(f"{', '.join(mixed)} differ from the base's dtype ({_dtypes(base_ck)}): deltas are formed "
+                     "in float32, the output takes "
+                     + (f"{str(dtype).removeprefix('torch.')}" if dtype is not None else "the base's dtypes (set dtype: to change)"))
     if recipe.is_global:
         notes.append("top-k is global: one threshold per model over all merged tensors (scope: tensor ranks each tensor alone)")
     return MergePlan(base_ck, model_cks, recipe, merged, copied, dropped, dtypes, notes)
@@ -255,16 +272,18 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
     def deltas(key: str, part: tuple[int, int] | None = None):
         info = base_ck.infos[key]
         wide = torch.promote_types(info.dtype, torch.float32)
+        for ck in cks:
+            wide = torch.promote_types(wide, ck.infos[key].dtype)
         shape = info.shape if part is None else (part[1] - part[0],)
-        nbytes = int(torch.Size(shape).numel()) * info.dtype.itemsize
-        raw = base_ck.read(key, out=pool.take("raw", (nbytes,), torch.uint8), part=part)
+        numel = int(torch.Size(shape).numel())
+        raw = base_ck.read(key, out=pool.take("raw", (numel * info.dtype.itemsize,), torch.uint8), part=part)
         if not allow_nonfinite and not is_finite(raw):
             raise NonFiniteError(f"base ({base_ck.name}): {key} holds NaN or infinite values "
                                  "(allow_nonfinite=True lets them through)")
         b = pool.take("base", shape, wide).copy_(raw)
         current["base"] = b
         for i, ck in enumerate(cks):
-            x = ck.read(key, out=pool.take("raw", (nbytes,), torch.uint8), part=part)
+            x = ck.read(key, out=pool.take("raw", (numel * ck.infos[key].dtype.itemsize,), torch.uint8), part=part)
             if not allow_nonfinite and not is_finite(x):
                 raise NonFiniteError(f"model {i} ({ck.name}): {key} holds NaN or infinite values "
                                      "(allow_nonfinite=True lets them through)")
