@@ -79,3 +79,41 @@ def test_adapters_with_different_target_modules_align_and_add(tmp_path):
     total.to_peft(tmp_path / "sum")
     model = peft.PeftModel.from_pretrained(tiny(), tmp_path / "sum").merge_and_unload()
     torch.testing.assert_close(model.state_dict()[v], tiny().state_dict()[v] + b.deltas[v], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_a_whole_model_round_trip_through_peft_keeps_the_embeddings(tmp_path, tie):
+    """low_rank(r).to_peft(dense="skip") of every matrix, embeddings included: peft loads every factor
+    (no missing adapter keys) and merge_and_unload gives base + the low-rank deltas exactly."""
+    import warnings
+
+    def model():
+        cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=4, vocab_size=64, max_position_embeddings=32,
+                                       tie_word_embeddings=tie)
+        torch.manual_seed(0)
+        return transformers.LlamaForCausalLM(cfg).eval()
+
+    base, ft = model(), model()
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in ft.parameters():
+            p += 0.05 * torch.randn(p.shape, generator=gen)
+    low = TaskVector.from_models(base, ft).low_rank(3)
+    emb = "model.embed_tokens.weight"
+    assert emb in low.factors
+    low.to_peft(tmp_path / "adapter", dense="skip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = peft.PeftModel.from_pretrained(model(), tmp_path / "adapter")
+    assert not [w for w in caught if "missing" in str(w.message).lower()], [str(w.message) for w in caught]
+    back = TaskVector.from_peft(loaded)
+    assert emb in back.keys()
+    got = loaded.merge_and_unload().state_dict()
+    expected = TaskVector({k: low.deltas[k] for k in low.factors}).apply_to(base, strict=False)
+    changed = 0
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=1e-5, atol=1e-5)
+        changed += not torch.equal(expected[k], base.state_dict()[k])
+    assert not torch.equal(got[emb], base.state_dict()[emb])  # the embedding delta arrived
+    assert changed == len(low.factors) + (1 if tie else 0)  # a tied lm_head moves with its embedding

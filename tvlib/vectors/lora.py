@@ -5,6 +5,9 @@ embeddings, whose factors peft keeps in lora_embedding_A/B, and modules_to_save 
 deltas); to_peft writes
 a vector's factored deltas as an adapter directory that PeftModel.from_pretrained loads, with one rank
 per module (rank_pattern) and lora_alpha equal to the rank, so peft's scale is 1 and B @ A is the delta.
+An embedding (nn.Embedding: the input embeddings by their usual names, or the modules named in
+`embeddings`) is written in peft's embedding layout, lora_embedding_A = B^T and lora_embedding_B = A^T,
+whose product peft transposes back to B @ A.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import INPUT_EMBEDDINGS
 from .io import atomic_path
 from .statedict import wide
 
 if TYPE_CHECKING:
     from .task_vector import TaskVector
 
-__all__ = ["from_peft", "to_peft"]
+__all__ = ["EMBEDDINGS", "from_peft", "to_peft"]
+
+EMBEDDINGS = (*INPUT_EMBEDDINGS, "wpe.weight", "embed_positions.weight", "position_embeddings.weight",
+              "token_type_embeddings.weight")  # weight keys of nn.Embedding modules in Hugging Face models
 
 
 def from_peft(peft_model: nn.Module, adapter_name: str = "default", *, factored: bool = False
@@ -68,8 +75,12 @@ def from_peft(peft_model: nn.Module, adapter_name: str = "default", *, factored:
 
 
 def to_peft(tv: TaskVector, path: str | os.PathLike, *, base_model_name_or_path: str | None = None,
-            dense: str = "error") -> None:
-    """Write tv's factored deltas as a peft LoRA adapter directory, atomically."""
+            dense: str = "error", embeddings: tuple[str, ...] | list[str] | None = None) -> None:
+    """Write tv's factored deltas as a peft LoRA adapter directory, atomically.
+
+    embeddings: the module names (e.g. "model.embed_tokens") that are nn.Embedding layers; default: the
+    keys ending in one of EMBEDDINGS. Every other factored key is written as a Linear layer.
+    """
     from peft import LoraConfig
     from safetensors.torch import save_file
 
@@ -80,6 +91,10 @@ def to_peft(tv: TaskVector, path: str | os.PathLike, *, base_model_name_or_path:
         shown = ", ".join(plain[:5]) + (f" and {len(plain) - 5} more" if len(plain) > 5 else "")
         raise ValueError(f"a LoRA adapter holds factors only; these deltas are dense: {shown} "
                          "(call low_rank(r) first, or dense='skip' to leave them out)")
+    embedding_modules = set(embeddings or ())
+    unknown = sorted(m for m in embedding_modules if f"{m}.weight" not in tv.factors)
+    if unknown:
+        raise ValueError(f"embeddings {unknown}: no factored delta '<module>.weight' for them in the task vector")
     tensors: dict[str, Tensor] = {}
     ranks: dict[str, int] = {}
     for k, (B, A) in tv.factors.items():
@@ -90,6 +105,10 @@ def to_peft(tv: TaskVector, path: str | os.PathLike, *, base_model_name_or_path:
             continue
         module = k[: -len(".weight")]
         ranks[module] = r
+        if module in embedding_modules if embeddings is not None else k.endswith(EMBEDDINGS):
+            tensors[f"base_model.model.{module}.lora_embedding_A"] = B.T.contiguous()
+            tensors[f"base_model.model.{module}.lora_embedding_B"] = A.T.contiguous()
+            continue
         tensors[f"base_model.model.{module}.lora_A.weight"] = A.contiguous()
         tensors[f"base_model.model.{module}.lora_B.weight"] = B.contiguous()
     if not ranks:

@@ -468,14 +468,16 @@ class TaskVector:
         return tv
 
     def to_peft(self, path: str | os.PathLike, *, base_model_name_or_path: str | None = None,
-                dense: str = "error") -> None:
+                dense: str = "error", embeddings: Sequence[str] | None = None) -> None:
         """Write the low-rank deltas as a peft LoRA adapter directory (PeftModel.from_pretrained loads it).
 
         dense: "error" refuses a vector with dense deltas (call low_rank first); "skip" leaves them out.
+        embeddings: module names of nn.Embedding layers, written in peft's embedding layout (default: the
+        keys ending in the usual embedding names, tvlib.vectors.lora.EMBEDDINGS).
         """
         from .lora import to_peft
 
-        to_peft(self, path, base_model_name_or_path=base_model_name_or_path, dense=dense)
+        to_peft(self, path, base_model_name_or_path=base_model_name_or_path, dense=dense, embeddings=embeddings)
 
 
 def align(vectors: Sequence[TaskVector], *, missing: str = "zero") -> list[TaskVector]:
