@@ -2,21 +2,29 @@
 
 For example::
 
-    merge_method: ties            # task_arithmetic | ties | dare | dare_ties | magnitude | rows | low_rank
+    merge_method: ties            # task_arithmetic | ties | dare_linear (dare) | dare_ties | magnitude | rows | low_rank
     base_model: ./base            # a directory, a .safetensors file or a Hugging Face id
     models:
+      - model: ./base             # the base may be listed too, without parameters (mergekit's usual layout)
       - model: ./math
         parameters: {weight: 0.7, density: 0.2}
       - model: ./code
         parameters:
           weight: [{filter: mlp, value: 0.3}, {value: 0.5}]   # per tensor: first filter in the key wins
-    parameters: {lambda: 1.0, normalize: count, scope: global}
+          density: [0.1, 0.3]                                   # a gradient over the layers
+    parameters: {lambda: 1.0}
     dtype: bfloat16               # output dtype of float tensors (tvlib always computes in float32)
     include: ["*"]                # glob patterns of the tensors merged; others keep the base's value
     exclude: ["*norm*"]
 
-Model parameters fall back to the top-level `parameters`, as in mergekit. mergekit's boolean options
-keep their mergekit meaning: `normalize: true` is "weights", `rescale: true` (DARE) is "l1".
+A config in this layout gives mergekit's model: mergekit's defaults for its methods (MERGEKIT_DEFAULTS:
+TIES normalised by the signed weights of the agreeing models, top-k per tensor with k = max(1,
+floor(density n)), + elected where the signs cancel exactly; DARE rescaled to each tensor's L1 norm),
+mergekit's booleans (`normalize: true`, `rescale: true`), a `weight` required for every model, a
+`density` of 1 when none is given, and mergekit's parameter precedence: a model's own value, then the
+top-level `parameters`, then the default, filter lists falling through to the next level when no
+filter matches. tvlib's own semantics (the paper's) are explicit keys: `normalize: count`,
+`scope: global`, `rounding: nearest`, `rescale: entry` (DARE), `zero_sum: drop`.
 """
 
 from __future__ import annotations
@@ -37,7 +45,16 @@ TOP_KEYS = {"merge_method", "base_model", "models", "parameters", "dtype", "out_
             "tokenizer_source", "shard_size", "allow_nonfinite", "strict", "name"}
 UNSUPPORTED = {"slices": "layer slices (frankenmerges)", "modules": "per-module merges",
                "tokenizer": "tokenizer surgery", "chat_template": "chat templates"}
-METHOD_KEYS = {"lambda", "normalize", "scope", "rescale", "rounding", "rank", "seed", "int8_mask", "weight", "density"}
+METHOD_KEYS = {"lambda", "normalize", "scope", "rescale", "rounding", "rank", "seed", "int8_mask", "weight", "density",
+               "zero_sum"}
+MODEL_KEYS = {"weight", "density"}
+MERGEKIT_DEFAULTS = {  # mergekit 0.1.5's merge_methods/registry.py and generalized_task_arithmetic.py
+    "task_arithmetic": {"normalize": "none"},
+    "ties": {"normalize": "signed_weights", "scope": "tensor", "rounding": "mergekit", "rescale": "none",
+             "zero_sum": "plus"},
+    "dare": {"normalize": "none", "rescale": "l1"},
+    "dare_ties": {"normalize": "none", "rescale": "l1", "zero_sum": "plus"},
+}
 
 
 @dataclass
@@ -56,7 +73,7 @@ class MergeJob:
 
 
 def _param(value: Any, where: str) -> Any:
-    """A scalar or a tuple of (filter, value) pairs from a config value."""
+    """A number, a gradient (tuple of numbers) or a tuple of (filter, value) pairs from a config value."""
     if isinstance(value, bool):
         return value
     if isinstance(value, (int, float, str)):
@@ -64,16 +81,40 @@ def _param(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         value = [value]
     if isinstance(value, list):
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            raise ValueError(f"{where}: {value} is a gradient over layers (mergekit); tvlib takes a number or a "
-                             "list of {filter, value} entries")
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return tuple(value)  # a gradient over the layers
         out = []
         for v in value:
             if not isinstance(v, dict) or "value" not in v or set(v) - {"filter", "value"}:
-                raise ValueError(f"{where}: {v!r}: expected {{filter: <substring of tensor names>, value: <number>}}")
-            out.append((v.get("filter"), v["value"]))
+                raise ValueError(f"{where}: {v!r}: expected {{filter: <substring of tensor names>, value: <number "
+                                 "or list of numbers>}}")
+            inner = v["value"]
+            out.append((v.get("filter"), tuple(inner) if isinstance(inner, list) else inner))
         return tuple(out)
-    raise ValueError(f"{where}: {value!r}: expected a number or a list of {{filter, value}} entries")
+    raise ValueError(f"{where}: {value!r}: expected a number, a list of numbers (a gradient) or a list of "
+                     "{filter, value} entries")
+
+
+def _entries(value: Any) -> list:
+    """A parameter as (filter, value) entries."""
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return list(value)
+    return [(None, value)]
+
+
+def _resolve(own: Any, top: Any, default: Any) -> Any:
+    """mergekit's precedence: the model's value, then the top-level one, then the default; a filter list
+    with no match falls through to the next. None when there is nothing at all."""
+    entries = []
+    for level in (own, top, default):
+        if level is None:
+            continue
+        entries += _entries(level)
+        if entries[-1][0] in (None, "*"):  # a catch-all: nothing below is reached
+            break
+    if not entries:
+        return None
+    return entries[0][1] if len(entries) == 1 and entries[0][0] in (None, "*") else tuple(entries)
 
 
 def _path(value: Any, root: Path, where: str) -> str:
@@ -101,6 +142,7 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
     method = cfg.get("merge_method")
     if ALIASES.get(method, method) not in MERGE_METHODS:
         raise ValueError(f"merge_method={method!r}: expected one of {list(MERGE_METHODS)}")
+    name = ALIASES.get(method, method)
     if "base_model" not in cfg:
         raise ValueError("base_model is missing: task vectors are differences from a base model")
     models = cfg.get("models") or []
@@ -111,35 +153,48 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
     if bad:
         raise ValueError(f"parameters {bad}: expected some of {sorted(METHOD_KEYS)}")
     base = _path(cfg["base_model"], root, "base_model")
+    top_weight = _param(top["weight"], "parameters.weight") if "weight" in top else None
+    top_density = _param(top["density"], "parameters.density") if "density" in top else None
     paths, weights, densities = [], [], []
     for i, m in enumerate(models):
         if not isinstance(m, dict) or "model" not in m:
             raise ValueError(f"models[{i}]: {m!r}: expected {{model: <path>, parameters: {{weight, density}}}}")
         params = dict(m.get("parameters") or {})
-        extra = sorted(set(params) - {"weight", "density"})
+        extra = sorted(set(params) - MODEL_KEYS)
         if extra:
-            raise ValueError(f"models[{i}].parameters {extra}: expected weight and density")
-        paths.append(_path(m["model"], root, f"models[{i}].model"))
-        if _path(m["model"], root, "") == base:
-            raise ValueError(f"models[{i}] is the base model: list only the fine-tuned models")
-        weights.append(_param(params.get("weight", top.get("weight", 1.0)), f"models[{i}].weight"))
-        densities.append(_param(params.get("density", top.get("density", 1.0)), f"models[{i}].density"))
-    normalize = top.get("normalize")
+            raise ValueError(f"models[{i}].parameters {extra}: expected some of {sorted(MODEL_KEYS)}")
+        path = _path(m["model"], root, f"models[{i}].model")
+        if path == base or Path(path).resolve() == Path(base).resolve():
+            if params:
+                notes.append(f"models[{i}] is the base model: its parameters {sorted(params)} are not used "
+                             "(as in mergekit)")
+            continue
+        paths.append(path)
+        weight = _resolve(_param(params["weight"], f"models[{i}].weight") if "weight" in params else None,
+                          top_weight, None)
+        if weight is None:
+            raise ValueError(f"models[{i}] ({m['model']}): no weight: mergekit requires one for every model "
+                             "(parameters: {weight: 1.0} on the model, or in the top-level parameters)")
+        weights.append(weight)
+        densities.append(_resolve(_param(params["density"], f"models[{i}].density") if "density" in params else None,
+                                  top_density, 1.0))
+    if not paths:
+        raise ValueError("models: only the base model is listed: expected at least one model to merge into it")
+    defaults = MERGEKIT_DEFAULTS.get(name, {})
+    normalize = top.get("normalize", defaults.get("normalize"))
     if isinstance(normalize, bool):
-        notes.append(f"normalize: {str(normalize).lower()} read as mergekit's "
-                     f"{'weights' if normalize else 'none'}")
-        normalize = "weights" if normalize else "none"
-    rescale = top.get("rescale", "entry")
+        normalize = "signed_weights" if normalize else "none"
+    rescale = top.get("rescale", defaults.get("rescale"))
     if isinstance(rescale, bool):
-        notes.append(f"rescale: {str(rescale).lower()} read as mergekit's {'l1' if rescale else 'none'}")
         rescale = "l1" if rescale else "none"
     if top.get("int8_mask"):
         notes.append("int8_mask ignored: tvlib's masks are boolean already")
-    name = ALIASES.get(method, method)
     recipe = Recipe(
         name, weights, densities if name in ("magnitude", "ties", "dare", "dare_ties", "rows") else None,
-        lam=_param(top.get("lambda", 1.0), "lambda"), normalize=normalize, scope=top.get("scope", "global"),
-        rescale=rescale, rounding=top.get("rounding", "nearest"), rank=top.get("rank"), seed=int(top.get("seed", 0)),
+        lam=_param(top.get("lambda", 1.0), "lambda"), normalize=normalize,
+        scope=top.get("scope", defaults.get("scope", "global")), rescale=rescale,
+        rounding=top.get("rounding", defaults.get("rounding", "nearest")), rank=top.get("rank"),
+        seed=int(top.get("seed", 0)), zero_sum=top.get("zero_sum", defaults.get("zero_sum", "drop")),
         include=tuple(cfg.get("include") or ("*",)), exclude=tuple(cfg.get("exclude") or ()),
     )
     if cfg.get("tokenizer_source") not in (None, "base"):

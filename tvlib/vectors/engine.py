@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ from .recipe import (
     MergeState,
     Recipe,
     find_thresholds,
+    layer_of,
     merge_tensor,
     seeded_masks,
 )
@@ -51,6 +52,20 @@ CHUNK = 1 << 22  # entries per piece of a tensor when the recipe is elementwise
 def _size(nbytes: float) -> str:
     """Bytes in GB, or MB below 1 GB."""
     return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
+
+
+def _layer_count(ck: Checkpoint) -> int:
+    """The number of layers, for gradient parameters: the config's num_hidden_layers (or n_layer), else
+    one more than the largest layer index in the tensor names."""
+    cfg = ck.config or {}
+    cfg = cfg.get("text_config", cfg) if "num_hidden_layers" not in cfg else cfg
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(cfg.get(name), int):
+            return cfg[name]
+    found = [i for k in ck.infos if (i := layer_of(k)) is not None]
+    if not found:
+        raise ValueError(f"{ck.name}: gradient parameters need layers, and no tensor name has a layer index")
+    return max(found) + 1
 
 
 def _dtypes(ck: Checkpoint) -> str:
@@ -106,8 +121,14 @@ class MergePlan:
         opts = {"lambda": r.lam, "normalize": r.normalize}
         if r.trim == "magnitude":
             opts.update(scope=r.scope, rounding=r.rounding)
+        if r.trim in ("magnitude", "dare"):
+            opts.update(rescale=r.rescale)
         if r.trim == "dare":
-            opts.update(rescale=r.rescale, seed=r.seed)
+            opts.update(seed=r.seed)
+        if r.combine == "ties":
+            opts.update(zero_sum=r.zero_sum)
+        if r.gradients:
+            opts.update(layers=r.layers)
         if r.trim == "low_rank":
             opts.update(rank=r.rank)
         lines.append("  options: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
@@ -169,6 +190,8 @@ def plan_merge(base: str | os.PathLike | Checkpoint, models: Sequence[str | os.P
     model_cks = [open_checkpoint(m) for m in models]
     if len(model_cks) != len(recipe.weights):
         raise ValueError(f"{len(model_cks)} models but {len(recipe.weights)} weights: expected one per model")
+    if recipe.gradients and recipe.layers is None:
+        recipe = replace(recipe, layers=_layer_count(base_ck))
     tie = tied_embeddings(base_ck.config, base_ck.keys())
     dropped = {tie[1]: f"tied to {tie[0]} (config tie_word_embeddings)"} if tie and tie[1] in base_ck else {}
     merged, copied, notes = [], {}, []
@@ -204,6 +227,8 @@ def plan_merge(base: str | os.PathLike | Checkpoint, models: Sequence[str | os.P
         if k in merged:
             merged.remove(k)
             copied[k] = why
+    for k in merged:  # every parameter resolves for every tensor, before anything is read
+        recipe.at(k)
     dtypes = {k: (dtype if dtype is not None and info.dtype.is_floating_point else info.dtype)
               for k, info in base_ck.infos.items() if k not in dropped}
     mixed = sorted({f"model {i} ({_dtypes(m)})" for i, m in enumerate(model_cks)
@@ -258,7 +283,7 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
            log) -> dict:
     t0 = time.perf_counter()
     plan = plan_merge(base, models, recipe, dtype=dtype, strict=strict)
-    base_ck, cks = plan.base, plan.models
+    base_ck, cks, recipe = plan.base, plan.models, plan.recipe
     current: dict[str, Tensor] = {}
     pool = Scratch()
 

@@ -5,7 +5,8 @@ Each kernel sees one tensor (or one tensor of each task vector) in float32/float
 whole model, so the streaming engine can run them tensor by tensor. Conventions:
 
 - k entries out of n for a fraction `density`: k = floor(density * n + 1/2) ("nearest", tvlib's
-  default) or floor(density * n) ("floor", mergekit's).
+  default), floor(density * n) ("floor"), or max(1, floor(density * n)) for 0 < density < 1
+  ("mergekit": a positive density keeps at least one entry).
 - Top-k keeps the k largest magnitudes; ties at the k-th largest are broken by position (the order
   the tensors are fed in, then row-major), so exactly k entries are kept. The k-th largest is found exactly by a radix
   select on the bit patterns (KthLargest), fed in passes: over one tensor, or over a whole model.
@@ -32,14 +33,16 @@ __all__ = [
     "dare_tensor",
     "finite_range",
     "fraction",
+    "l1_rescale",
     "low_rank_factors",
     "row_mask",
     "top_mask",
     "topk_tensor",
 ]
 
-NORMALIZE = ("count", "weights", "none")
-ROUNDING = ("nearest", "floor")
+NORMALIZE = ("count", "weights", "signed_weights", "none")
+ROUNDING = ("nearest", "floor", "mergekit")
+ZERO_SUM = ("drop", "plus")
 
 
 class NonFiniteError(ValueError):
@@ -63,6 +66,8 @@ def count_kept(density: float, n: int, rounding: str = "nearest") -> int:
         return min(n, math.floor(density * n + 0.5))
     if rounding == "floor":
         return min(n, math.floor(density * n))
+    if rounding == "mergekit":
+        return n if density >= 1 else 0 if density <= 0 or n == 0 else max(1, math.floor(density * n))
     raise ValueError(f"rounding={rounding!r}: expected one of {ROUNDING}")
 
 
@@ -221,29 +226,40 @@ def dare_tensor(delta: Tensor, keep: Tensor, p: float, rescale: str = "entry") -
     if rescale == "entry":
         return out * (1.0 / (1.0 - p))
     if rescale == "l1":
-        before, after = delta.abs().sum(), out.abs().sum()
-        if before < 1e-7 or after < 1e-7:  # mergekit's guard against a vanishing norm
-            return out
-        return out * (before / after)
+        return l1_rescale(out, delta.abs().sum())
     if rescale == "none":
         return out
     raise ValueError(f"rescale={rescale!r}: expected 'entry', 'l1' or 'none'")
+
+
+def l1_rescale(trimmed: Tensor, before: Tensor | float) -> Tensor:
+    """trimmed scaled in place so its L1 norm equals `before` (the norm before trimming): mergekit's
+    rescale, left as it is where either norm is below 1e-7 (mergekit's guard against a vanishing norm)."""
+    after = trimmed.abs().sum()
+    if before < 1e-7 or after < 1e-7:
+        return trimmed
+    return trimmed.mul_(before / after)
 
 
 class TiesSum:
     """TIES's elect-and-average for one tensor, fed one trimmed, weighted delta w_t * tau_t at a time.
 
     Keeps five buffers whatever the number of vectors: the running sum S (whose sign is the elected
-    sign; an exact zero elects nothing and the entry stays 0), the sums of positive and of negative
-    entries, and their normalisers. normalize: "count" divides by the number of agreeing vectors (the
-    TIES paper's disjoint mean), "weights" by the sum of their absolute weights (mergekit's, which divides by w_t
-    instead and so undoes a negative weight), "none" returns the sum of the agreeing entries.
+    sign), the sums of positive and of negative entries, and their normalisers. normalize: "count"
+    divides by the number of agreeing vectors (the TIES paper's disjoint mean), "weights" by the sum of
+    their absolute weights, "signed_weights" by the sum of their signed weights (mergekit's: a divisor of
+    0 counts as 1, and a negative weight is undone), "none" returns the sum of the agreeing entries.
+    zero_sum: where S is exactly 0, "drop" elects no sign and the entry stays 0 (the paper's algorithm),
+    "plus" elects + (mergekit's `>= 0`).
     """
 
-    def __init__(self, like: Tensor, normalize: str = "count", scratch: Scratch | None = None) -> None:
+    def __init__(self, like: Tensor, normalize: str = "count", scratch: Scratch | None = None,
+                 zero_sum: str = "drop") -> None:
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize={normalize!r}: expected one of {NORMALIZE}")
-        self.normalize, self.scratch = normalize, scratch
+        if zero_sum not in ZERO_SUM:
+            raise ValueError(f"zero_sum={zero_sum!r}: expected one of {ZERO_SUM}")
+        self.normalize, self.scratch, self.zero_sum = normalize, scratch, zero_sum
         zeros = torch.zeros_like if scratch is None else (lambda t, name: scratch.zeros(name, t))
         if scratch is None:
             self.total, self.pos, self.neg, self.n_pos, self.n_neg = (torch.zeros_like(like) for _ in range(5))
@@ -259,7 +275,7 @@ class TiesSum:
         self.total += weighted
         self.pos += torch.clamp(weighted, min=0, out=self._tmp)
         self.neg += torch.clamp(weighted, max=0, out=self._tmp)
-        unit = 1.0 if self.normalize != "weights" else abs(float(weight))
+        unit = {"weights": abs(float(weight)), "signed_weights": float(weight)}.get(self.normalize, 1.0)
         self.n_pos.add_(torch.gt(weighted, 0, out=self._flag), alpha=unit)
         self.n_neg.add_(torch.lt(weighted, 0, out=self._flag), alpha=unit)
 
@@ -269,10 +285,14 @@ class TiesSum:
         if lam != 1.0:
             pos.mul_(lam)
             neg.mul_(lam)
-        if self.normalize != "none":
+        if self.normalize == "signed_weights":
+            pos.div_(self.n_pos.masked_fill_(torch.eq(self.n_pos, 0, out=self._flag), 1.0))
+            neg.div_(self.n_neg.masked_fill_(torch.eq(self.n_neg, 0, out=self._flag), 1.0))
+        elif self.normalize != "none":
             pos.div_(self.n_pos.clamp_(min=1e-30))
             neg.div_(self.n_neg.clamp_(min=1e-30))
-        pos.masked_fill_(torch.le(self.total, 0, out=self._flag), 0.0)
+        drop_pos = torch.lt if self.zero_sum == "plus" else torch.le
+        pos.masked_fill_(drop_pos(self.total, 0, out=self._flag), 0.0)
         neg.masked_fill_(torch.ge(self.total, 0, out=self._flag), 0.0)
         out = pos.add_(neg)
         del self.total, self.pos, self.neg, self.n_pos, self.n_neg, self._tmp, self._flag

@@ -15,7 +15,10 @@ then a combination):
 
 and the result is lam * combination. Parameters (weight, density, lam) may vary per tensor: a float, or
 a list of (filter, value) pairs where the first filter that is a substring of the key wins (None or
-"*" matches every key), as in mergekit's configs.
+"*" matches every key), as in mergekit's configs. A value may be a gradient, a tuple of numbers
+interpolated over the layers as mergekit does: layer i of L takes t = i / (L - 1) (t = 1 when L = 1),
+tensors outside the layers t = 0, and the value at t is read off the piecewise-linear curve through
+the numbers spaced evenly on [0, 1]. Recipe.at(key) resolves every parameter of one tensor once.
 
 Top-k scope is explicit: "global" ranks all entries of a task vector together (one threshold per
 vector, found exactly in 2 streaming passes by radix select), "tensor" ranks each tensor alone.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ from torch import Tensor
 from .kernels import (
     NORMALIZE,
     ROUNDING,
+    ZERO_SUM,
     KthLargest,
     Scratch,
     TiesSum,
@@ -42,6 +47,7 @@ from .kernels import (
     dare_mask,
     dare_tensor,
     fraction,
+    l1_rescale,
     low_rank_factors,
     row_mask,
     top_mask,
@@ -53,13 +59,16 @@ __all__ = [
     "MERGE_METHODS",
     "MergeState",
     "Recipe",
+    "TensorParams",
     "find_thresholds",
+    "layer_of",
     "merge_tensor",
     "seeded_masks",
     "value_at",
 ]
 
-Param = float | Sequence[tuple[str | None, float]]
+Value = float | Sequence[float]  # a number, or a gradient over the layers
+Param = Value | Sequence[tuple[str | None, Value]]
 
 TRIMS = {"task_arithmetic": None, "magnitude": "magnitude", "ties": "magnitude", "dare": "dare",
          "dare_ties": "dare", "rows": "rows", "low_rank": "low_rank"}
@@ -68,36 +77,77 @@ ALIASES = {"sum": "task_arithmetic", "linear_task_arithmetic": "task_arithmetic"
            "dare_linear": "dare", "low-rank": "low_rank"}
 RESCALE = ("entry", "l1", "none")
 SCOPES = ("global", "tensor")
+LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks|block)\.(\d+)\.")
 
 
-def value_at(param: Param, key: str, name: str = "parameter") -> float:
-    """The value of a per-tensor parameter for `key`: the first (filter, value) whose filter is in the key."""
-    if isinstance(param, (int, float)) and not isinstance(param, bool):
+def layer_of(key: str) -> int | None:
+    """The index of the layer (transformer block) a tensor belongs to, from its name; None outside the layers."""
+    m = LAYER.search(key)
+    return int(m.group(1)) if m else None
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _gradient(v: object) -> bool:
+    return isinstance(v, (tuple, list)) and len(v) > 0 and all(_number(x) for x in v)
+
+
+def interpolate(values: Sequence[float], t: float) -> float:
+    """mergekit's gradient: the value at t in [0, 1] on the piecewise-linear curve through `values`."""
+    scaled = t * (len(values) - 1)
+    i0 = int(scaled)
+    i1 = min(len(values) - 1, i0 + 1)
+    frac = scaled - i0
+    return (1 - frac) * float(values[i0]) + frac * float(values[i1])
+
+
+def value_at(param: Param, key: str, name: str = "parameter", t: float = 0.0) -> float:
+    """The value of a per-tensor parameter for `key`: the first (filter, value) whose filter is in the key;
+    a gradient is read at t (the key's position in the layers, Recipe.t)."""
+    if _number(param):
         return float(param)
+    if _gradient(param):
+        return interpolate(param, t)
     for flt, value in param:
         if flt is None or flt == "*" or flt in key:
-            return float(value)
+            return interpolate(value, t) if _gradient(value) else float(value)
     raise ValueError(f"{name}: no filter matches tensor {key!r} (add an entry without a filter as the default)")
 
 
 def _scalar_param(param: Param) -> bool:
-    return isinstance(param, (int, float)) and not isinstance(param, bool)
+    return _number(param)
 
 
 def _check_param(param: Param, name: str, *, frac: bool = False) -> Param:
-    if _scalar_param(param):
-        pairs = True
+    if _number(param) or _gradient(param):
+        entries = [(None, param)]
+    elif isinstance(param, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in param):
+        entries = list(param)
     else:
-        pairs = isinstance(param, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in param)
-    if not pairs:
-        raise ValueError(f"{name}={param!r}: expected a number or a list of (filter, value) pairs")
-    values = [param] if _scalar_param(param) else [v for _, v in param]
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{name}={param!r}: expected finite numbers")
-        if frac:
-            fraction(v, name)
-    return param if _scalar_param(param) else tuple((f, float(v)) for f, v in param)
+        raise ValueError(f"{name}={param!r}: expected a number, a gradient (list of numbers) or a list of "
+                         "(filter, value) pairs")
+    for _, v in entries:
+        for x in (v if _gradient(v) else [v]):
+            if not _number(x) or not math.isfinite(x):
+                raise ValueError(f"{name}={param!r}: expected finite numbers")
+            if frac:
+                fraction(x, name)
+    if _number(param):
+        return param
+    if _gradient(param):
+        return tuple(float(x) for x in param)
+    return tuple((f, tuple(float(x) for x in v) if _gradient(v) else float(v)) for f, v in entries)
+
+
+@dataclass(frozen=True)
+class TensorParams:
+    """Every parameter of a recipe resolved for one tensor: what the per-tensor code reads."""
+
+    weights: tuple[float, ...]
+    densities: tuple[float, ...] | None
+    lam: float
 
 
 @dataclass(frozen=True)
@@ -108,14 +158,17 @@ class Recipe:
     weights: Sequence[Param]
     densities: Sequence[Param] | None = None
     lam: Param = 1.0
-    normalize: str | None = None  # ties, dare_ties: "count" (default) | "weights" | "none"; others: "none" | "weights"
+    normalize: str | None = None  # ties, dare_ties: "count" (default) | "weights" | "signed_weights" | "none";
+    # others: "none" (default) | "weights" | "signed_weights" (both: divide by the sum of the signed weights)
     scope: str = "global"  # magnitude, ties: "global" | "tensor"
-    rescale: str = "entry"  # dare, dare_ties: "entry" | "l1" | "none"
-    rounding: str = "nearest"  # k = floor(density n + 1/2) or floor(density n)
+    rescale: str | None = None  # dare, dare_ties: "entry" (default) | "l1" | "none"; magnitude, ties: "none" | "l1"
+    rounding: str = "nearest"  # k = floor(density n + 1/2), floor(density n) or max(1, floor(density n))
     rank: int | None = None  # low_rank
     seed: int = 0  # dare, dare_ties: masks from (seed, vector, key)
     include: Sequence[str] = ("*",)  # glob patterns of the keys merged; others keep the base's value
     exclude: Sequence[str] = ()
+    zero_sum: str = "drop"  # ties, dare_ties: where the weighted sum is exactly 0, "drop" or "plus" (mergekit)
+    layers: int | None = None  # the number of layers, for gradient parameters (found from the checkpoint)
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,13 +190,23 @@ class Recipe:
             object.__setattr__(self, "densities", dens)
         if self.normalize is None:
             object.__setattr__(self, "normalize", "count" if self.combine == "ties" else "none")
-        allowed = NORMALIZE if self.combine == "ties" else ("none", "weights")
+        allowed = NORMALIZE if self.combine == "ties" else ("none", "weights", "signed_weights")
         if self.normalize not in allowed:
             raise ValueError(f"normalize={self.normalize!r} for {method}: expected one of {allowed}")
+        if self.rescale is None:
+            object.__setattr__(self, "rescale", "entry" if self.trim == "dare" else "none")
+        if self.zero_sum not in ZERO_SUM:
+            raise ValueError(f"zero_sum={self.zero_sum!r}: expected one of {ZERO_SUM}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope={self.scope!r}: expected 'global' (rank all entries together) or 'tensor' (each tensor alone)")
         if self.rescale not in RESCALE:
             raise ValueError(f"rescale={self.rescale!r}: expected one of {RESCALE}")
+        if self.rescale == "entry" and self.trim != "dare":
+            raise ValueError(f"rescale='entry' (1/(1 - p) per kept entry) is DARE's: {method} takes 'l1' or 'none'")
+        if self.rescale == "l1" and self.trim not in ("dare", "magnitude"):
+            raise ValueError(f"rescale='l1' rescales what a trim drops: {method} drops nothing")
+        if self.rescale == "l1" and self.is_global:
+            raise ValueError("rescale='l1' rescales each tensor: it needs scope='tensor'")
         if self.rounding not in ROUNDING:
             raise ValueError(f"rounding={self.rounding!r}: expected one of {ROUNDING}")
         if self.trim == "dare" and any(d == 0 for dens in self.densities for d in
@@ -153,6 +216,32 @@ class Recipe:
             raise ValueError(f"rank={self.rank!r}: low_rank needs an int rank >= 1")
         if self.is_global and not all(_scalar_param(d) for d in self.densities):
             raise ValueError("a density per tensor (filters) needs scope='tensor': a global top-k has one density per vector")
+
+    @property
+    def gradients(self) -> bool:
+        """True when a parameter is a gradient over the layers (so the number of layers is needed)."""
+        params = [*self.weights, *(self.densities or ()), self.lam]
+        return any(_gradient(p) or (not _number(p) and any(_gradient(v) for _, v in p)) for p in params)
+
+    def t(self, key: str) -> float:
+        """The key's position in the layers for gradients: i / (L - 1) for layer i of L (1 when L = 1), 0 outside."""
+        i = layer_of(key)
+        if i is None or not self.gradients:
+            return 0.0
+        if self.layers is None:
+            raise ValueError("gradient parameters need the number of layers (Recipe.layers)")
+        return i / (self.layers - 1) if self.layers > 1 else 1.0
+
+    def at(self, key: str) -> TensorParams:
+        """Every parameter resolved for the tensor `key` (ValueError naming the key if a filter list has no match)."""
+        t = self.t(key)
+        weights = tuple(value_at(w, key, f"weights[{i}]", t) for i, w in enumerate(self.weights))
+        dens = None if self.densities is None else tuple(
+            value_at(d, key, f"densities[{i}]", t) for i, d in enumerate(self.densities))
+        if dens is not None:
+            for i, d in enumerate(dens):
+                fraction(d, f"densities[{i}] at {key}")
+        return TensorParams(weights, dens, value_at(self.lam, key, "lambda", t))
 
     @property
     def trim(self) -> str | None:
@@ -222,7 +311,8 @@ def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],
     return [[s.threshold, s.room] for s in sels]
 
 
-def _trim(recipe: Recipe, i: int, key: str, d: Tensor, state: MergeState, inplace: bool = False) -> Tensor:
+def _trim(recipe: Recipe, i: int, key: str, d: Tensor, state: MergeState, inplace: bool = False,
+          density: float | None = None) -> Tensor:
     trim = recipe.trim
     if trim is None:
         return d
@@ -232,15 +322,21 @@ def _trim(recipe: Recipe, i: int, key: str, d: Tensor, state: MergeState, inplac
             mag = d.abs() if sc is None else torch.abs(d, out=sc.take("abs", d.shape, d.dtype))
             mask, thr[1] = top_mask(mag, thr[0], thr[1], None if sc is None else sc.take("mask", d.shape, torch.bool))
             return d.mul_(mask) if inplace else d * mask
-        return topk_tensor(d, value_at(recipe.densities[i], key, "density"), recipe.rounding, state.scratch, inplace)
+        before = d.abs().sum() if recipe.rescale == "l1" else None
+        out = topk_tensor(d, density, recipe.rounding, state.scratch, inplace)
+        if before is not None and density < 1:
+            out = l1_rescale(out if inplace else out.clone(), before)
+        return out
     if trim == "dare":
-        p = 1.0 - value_at(recipe.densities[i], key, "density")
+        if density >= 1:  # mergekit: nothing dropped, nothing rescaled
+            return d
+        p = 1.0 - density
         keep = state.masks(i, key, d, p)
         return dare_tensor(d, keep, p, recipe.rescale)
     if trim == "rows":
         if d.ndim < 2:
             return d
-        return d * row_mask(d, keep=value_at(recipe.densities[i], key, "density")).unsqueeze(-1)
+        return d * row_mask(d, keep=density).unsqueeze(-1)
     if trim == "low_rank":
         if d.ndim == 2 and recipe.rank < min(d.shape):
             B, A = low_rank_factors(d, recipe.rank)
@@ -257,21 +353,22 @@ def merge_tensor(recipe: Recipe, key: str, deltas: Iterable[Tensor], state: Merg
     """
     ties = acc = None
     total_w = 0.0
+    params = recipe.at(key)
     for i, d in enumerate(deltas):
-        w = value_at(recipe.weights[i], key, "weight")
-        t = _trim(recipe, i, key, d, state, inplace)
+        w = params.weights[i]
+        t = _trim(recipe, i, key, d, state, inplace, None if params.densities is None else params.densities[i])
         if recipe.combine == "ties":
             if ties is None:
-                ties = TiesSum(t, recipe.normalize, state.scratch)
+                ties = TiesSum(t, recipe.normalize, state.scratch, recipe.zero_sum)
             ties.add(t.mul_(w) if inplace else w * t, w)
         else:
             t = t.mul_(w) if inplace else w * t
             acc = t if acc is None else acc.add_(t)
             total_w += w
         del d, t
-    lam = value_at(recipe.lam, key, "lambda")
+    lam = params.lam
     if ties is not None:
         return ties.result(lam)
-    if recipe.normalize == "weights" and abs(total_w) >= 1e-8:  # mergekit's normalize for task arithmetic
+    if recipe.normalize != "none" and abs(total_w) >= 1e-8:  # mergekit's normalize for task arithmetic
         acc.div_(total_w)
     return acc if lam == 1.0 else acc.mul_(lam)
