@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/bench_images.py --chapter               # time the chapter itself
 
 --seeds runs book/images.md over grids/images-seeds.yaml with tvlib-batch (one run per pre-training
-seed, resumable, into runs/images-seeds), then collects the runs into book/data/images-seeds.csv and
-writes book/data/images-seeds.manifest.json (the grid, the command, and every run's parameters,
+seed, resumable, into runs/images-seeds), then collects the runs into tvlib/tables/images-seeds.csv and
+writes tvlib/tables/images-seeds.manifest.json (the grid, the command, and every run's parameters,
 status, wall time, versions and git commit). With --shard only that shard runs; the table is
 written once every run of the grid has finished. It prints the wall time of each step and the load
 average, the figures to hold against the budget (60 minutes on a 2-core CPU).
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "book" / "images.md"
 GRID = ROOT / "grids" / "images-seeds.yaml"
 OUT = ROOT / "runs" / "images-seeds"
-TABLE = ROOT / "book" / "data" / "images-seeds.csv"
-MANIFEST = ROOT / "book" / "data" / "images-seeds.manifest.json"
+TABLE = ROOT / "tvlib" / "tables" / "images-seeds.csv"
+MANIFEST = ROOT / "tvlib" / "tables" / "images-seeds.manifest.json"
 BUDGET_TABLE_S, BUDGET_CHAPTER_S = 3600.0, 300.0
 KEEP = ("parameters", "status", "wall_s", "started", "finished", "git", "versions", "device")
 

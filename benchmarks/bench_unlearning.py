@@ -4,7 +4,7 @@
         one run through tvlib.lm (every UnlearningParams field is an option; lists comma-separated):
         wall and CPU time and peak memory against the chapter's budget (5 minutes on a 2-core CPU)
     .venv/bin/python benchmarks/bench_unlearning.py table [--shards 2] [--grid unlearning-seeds]
-        the one command that regenerates book/data/<grid>.csv: tvlib-batch runs the chapter over
+        the one command that regenerates tvlib/tables/<grid>.csv: tvlib-batch runs the chapter over
         grids/<grid>.yaml in --shards parallel shards (one CPU thread each), collects the table and
         writes its manifest; prints the wall time against the budget (60 minutes). Grids:
         unlearning-seeds (5 seeds x 6 shares) and unlearning-matched (the equal-norm test, 5 fresh seeds)
@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ("unlearning-seeds", "unlearning-matched")
-TABLE = ROOT / "book" / "data" / "unlearning-seeds.csv"
+TABLE = ROOT / "tvlib" / "tables" / "unlearning-seeds.csv"
 RUN_BUDGET_S, TABLE_BUDGET_S = 300, 3600
 
 
@@ -84,7 +84,7 @@ def bench_run(kw: dict) -> dict:
 def bench_table(shards: int, name: str = GRIDS[0]) -> None:
     """Regenerate a multi-seed table with tvlib-batch in parallel shards, collect it, write its manifest."""
     grid, out = ROOT / "grids" / f"{name}.yaml", ROOT / "runs" / name
-    table, manifest = ROOT / "book" / "data" / f"{name}.csv", ROOT / "book" / "data" / f"{name}.manifest.json"
+    table, manifest = ROOT / "tvlib" / "tables" / f"{name}.csv", ROOT / "tvlib" / "tables" / f"{name}.manifest.json"
     batch = Path(sys.executable).with_name("tvlib-batch")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Fine-tunes every candidate task of tvlib.images.calibrate.CANDIDATES on the Psi0 of each pre-training
 seed (the chapter's other parameters), measures alpha-hat of every pair on the neutral probe, writes
-the table to book/data/images-calibration.csv and prints the choices of choose_relations and
+the table to tvlib/tables/images-calibration.csv and prints the choices of choose_relations and
 choose_ood with their per-seed alpha-hat and gamma-hat, and the time taken.
 """
 
@@ -27,7 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pre-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--pre-epochs", type=int, nargs="+", default=[2, 3, 5, 8, 30])
-    ap.add_argument("--out", default=str(ROOT / "book" / "data" / "images-calibration.csv"))
+    ap.add_argument("--out", default=str(ROOT / "tvlib" / "tables" / "images-calibration.csv"))
     ap.add_argument("--read", action="store_true", help="only read --out and print the choices")
     args = ap.parse_args()
     import pandas as pd

@@ -20,6 +20,7 @@ from tvlib import batch
 from tvlib.batch import results as collect_mod
 from tvlib.batch import BatchError, Grid, main, plan, run_batch
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.ipynb"
 TINY_MD = DATA / "tiny.md"
@@ -320,3 +321,17 @@ def test_scrape_reads_displayed_and_hidden_glue():
     ])
     metrics, other = batch.scrape_metrics(nbformat.v4.new_notebook(cells=[cell]))
     assert metrics == {"hidden": 0.5, "shown": 7, "sb": 1.5} and other == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sweep:\n  steps: [0, 20]\n", "steps=0: expected an integer >= 1"),
+    ("fixed:\n  seed: -1\n", "seed=-1: expected an integer >= 0"),
+])
+def test_chapter_values_are_checked_before_anything_runs(text, message, tmp_path, capsys):
+    """A value the chapter's Params refuses stops the batch before the first run, naming the parameter."""
+    grid = write_grid(tmp_path / "grid.yaml", text)
+    out = tmp_path / "runs"
+    assert main(["run", str(ROOT / "book" / "setting.ipynb"), str(grid), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not out.exists()

@@ -23,3 +23,23 @@ def test_table_formats_columns_and_hides_the_index():
     assert "–" in t1.text and "7" not in t1.text
     with pytest.raises(ValueError, match="nope"):
         table(df, {"nope": "{:.1f}"})
+
+
+def test_glue_writes_what_myst_nb_glue_writes(monkeypatch):
+    """tvlib.book glues without importing myst_nb (Colab needs no Sphinx), in myst-nb's own format."""
+    import IPython.display
+    myst_glue = pytest.importorskip("myst_nb.ext.glue")
+    import matplotlib.pyplot as plt
+
+    from tvlib import book
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    for value in (0.25, "agrees", fig):
+        calls = []
+        monkeypatch.setattr(IPython.display, "display", lambda *a, **k: calls.append((a, k)))
+        monkeypatch.setattr(myst_glue, "ipy_display", lambda *a, **k: calls.append((a, k)))
+        book._glue("x", value)
+        myst_glue.glue("x", value, display=False)
+        assert len(calls) == 2 and calls[0] == calls[1]
+    plt.close(fig)

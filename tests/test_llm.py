@@ -2,6 +2,7 @@
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -375,7 +376,7 @@ def test_derived_measures():
 
 
 def test_the_committed_table_covers_its_grid():
-    path = ROOT / "book" / "data" / "unlearning-seeds.csv"
+    path = ROOT / "tvlib" / "tables" / "unlearning-seeds.csv"
     if not path.is_file():
         pytest.skip("the multi-seed table has not been generated yet")
     import yaml
@@ -393,7 +394,7 @@ def test_the_small_grid_point_reproduces_its_committed_row():
     import yaml
 
     grid = yaml.safe_load((ROOT / "grids" / "unlearning-smoke.yaml").read_text())
-    committed = pd.read_csv(ROOT / "book" / "data" / "unlearning-smoke.csv")
+    committed = pd.read_csv(ROOT / "tvlib" / "tables" / "unlearning-smoke.csv")
     assert len(committed) == 1 and committed["status"].iloc[0] == "ok"
     seed = grid["sweep"]["seed"][0]
     m = llm.run_unlearning(llm.UnlearningParams(**grid["fixed"], seed=seed))["metrics"]
@@ -404,3 +405,19 @@ def test_the_small_grid_point_reproduces_its_committed_row():
     assert worst[1] < 1e-3, f"largest difference from the committed row: {worst}"
     rouge = study.row_differences(row, {k: v for k, v in m.items() if k.startswith("rouge_")})
     assert np.mean(list(rouge.values())) < 0.05  # greedy decoding may flip a token across CPUs
+
+
+def test_error_hints_name_commands_that_exist():
+    """The download hint names the CLI that the pinned huggingface_hub ships (`hf`; `huggingface-cli` is gone)."""
+    import re
+    import shutil
+    import sys
+
+    texts = {p: p.read_text() for p in [*(ROOT / "tvlib").rglob("*.py"), *(ROOT / "book").glob("*.md")]}
+    assert not [p for p, t in texts.items() if "huggingface-cli" in t]
+    commands = {m for t in texts.values() for m in re.findall(r"`(hf \w+)", t)}
+    assert commands, "expected the download hint to name `hf download`"
+    hf = shutil.which("hf", path=str(Path(sys.executable).parent))
+    assert hf, "the pinned huggingface_hub ships no `hf` command"
+    for cmd in commands:
+        assert subprocess.run([hf, *cmd.split()[1:], "--help"], capture_output=True).returncode == 0, cmd

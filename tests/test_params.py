@@ -116,3 +116,54 @@ def test_grid_files_name_their_chapter_and_pass_its_checks(path):
     base = {f.name: getattr(cls(), f.name) for f in fields(cls)}
     for combo in itertools.product(*grid.sweep.values()):
         cls.from_cell({**base, **grid.fixed, **dict(zip(grid.sweep, combo))})
+
+
+@pytest.mark.parametrize("chapter", sorted(PARAMS))
+def test_a_misspelt_parameter_is_refused_with_the_valid_names(chapter):
+    """papermill's `-p sedds 3` (or a typo in the cell) stops the chapter at once, listing its parameters."""
+    cls = PARAMS[chapter]
+    cell = _cell_values(chapter)
+    first = next(iter(cell))
+    typo = first[:-1] + ("x" if first[-1] != "x" else "y")
+    ns = {**cell, typo: cell[first], "np": math, "CONSTANT": 3, "_private": 1, "In": [], "Out": {}}
+    with pytest.raises(ValueError, match=rf"unknown parameter '{typo}'.*parameters are {first}, "):
+        cls.from_cell(ns)
+    ns.pop(typo)
+    cls.from_cell(ns)  # modules, CONSTANTS, private and IPython names are not parameters
+
+
+def test_unknown_names_are_checked_on_a_namespace_first_call_only():
+    """In a kernel that has run the chapter, its own variables are not mistaken for parameters."""
+    from tvlib.toy.params import SettingParams
+
+    ns = dict(_cell_values("setting"))
+    SettingParams.from_cell(ns)
+    ns["fig_width"] = 3.0  # a variable of the chapter, defined after the first call
+    SettingParams.from_cell(ns)
+
+
+def test_tables_resolve_by_name_or_path(tmp_path, monkeypatch):
+    from tvlib import tables
+
+    assert "images-seeds.csv" in tables.names()
+    assert tables.path("images-seeds.csv").is_file() and len(tables.read("ood-edges.csv")) > 0
+    assert tables.manifest("images-seeds.csv")["grid"]
+    own = tmp_path / "mine.csv"
+    own.write_text("a,b\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    assert tables.read("./mine.csv")["b"].tolist() == [2]
+    with pytest.raises(FileNotFoundError, match="is not one of the committed tables"):
+        tables.path("images-seed.csv")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        tables.path("data/images-seeds.csv")  # the old path relative to book/ is not a table
+    with pytest.raises(FileNotFoundError, match="widths_table: table 'nope.csv'"):
+        from tvlib.toy.params import SparseParams
+
+        SparseParams(widths_table="nope.csv")
+
+
+def test_zero_steps_are_refused():
+    from tvlib.toy.params import AdditionParams
+
+    with pytest.raises(ValueError, match="steps=0: expected an integer >= 1"):
+        AdditionParams(steps=0)

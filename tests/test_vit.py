@@ -385,7 +385,7 @@ def test_table_names_round_trip():
 
 
 def test_a_grid_point_reproduces_its_committed_row(tmp_path):
-    """Pre-training seed 1 of grids/images-seeds.yaml gives its row of book/data/images-seeds.csv.
+    """Pre-training seed 1 of grids/images-seeds.yaml gives its row of tvlib/tables/images-seeds.csv.
 
     The run trains exactly as the grid does (full sizes, about a minute on a 2-core CPU) and
     evaluates smaller lambda grids (a subset of the committed ones), so every number the two share
@@ -399,7 +399,7 @@ def test_a_grid_point_reproduces_its_committed_row(tmp_path):
     from tvlib.batch import load_grid, scrape_metrics
 
     root = Path(__file__).resolve().parents[1]
-    table = pd.read_csv(root / "book" / "data" / "images-seeds.csv")
+    table = pd.read_csv(root / "tvlib" / "tables" / "images-seeds.csv")
     grid = load_grid(root / "grids" / "images-seeds.yaml")
     assert sorted(table["pre_seed"]) == sorted(grid.sweep["pre_seed"]) and (table["status"] == "ok").all()
     committed = table[table["pre_seed"] == 1].iloc[0]

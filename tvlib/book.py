@@ -21,6 +21,21 @@ from typing import Any
 
 __all__ = ["glue", "glue_or_na", "glue_figure", "seed_glues", "seed_frame", "table", "Table"]
 
+# myst-nb's glue format: the value's display data under this mime prefix, named in the output's metadata.
+# Written here rather than imported from myst_nb, so a chapter run in Colab or by papermill needs no
+# Sphinx stack; tests/test_book_helpers.py checks that it stays identical to myst_nb.glue's output.
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def _glue(name: str, value: Any) -> None:
+    """Store value's display data in the notebook under name, displaying nothing (myst_nb.glue, display=False)."""
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display
+
+    bundle, metadata = format_display_data(value)
+    metadata["scrapbook"] = dict(name=name, mime_prefix=GLUE_PREFIX)
+    display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+
 
 def _plain(value: Any) -> Any:
     """NumPy/torch scalars as Python floats/ints (myst-nb formats only plain numbers); Verdicts as words."""
@@ -39,13 +54,11 @@ def _plain(value: Any) -> Any:
 
 def glue(**values: Any) -> None:
     """Glue each keyword as a plain number or word, without displaying it."""
-    from myst_nb import glue as _glue
-
     for key, value in values.items():
         v = _plain(value)
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"{key}={v}: a glued number must be finite (it is printed in the text)")
-        _glue(key, v, display=False)
+        _glue(key, v)
 
 
 def glue_or_na(**values: Any) -> None:
@@ -61,9 +74,7 @@ def glue_or_na(**values: Any) -> None:
 
 def glue_figure(name: str, fig: Any) -> None:
     """Glue a matplotlib figure (or any displayable, e.g. a tvlib.explore.Explorer) for a glue:figure directive."""
-    from myst_nb import glue as _glue
-
-    _glue(name, fig, display=False)
+    _glue(name, fig)
     if hasattr(fig, "savefig"):
         import matplotlib.pyplot as plt
 

@@ -9,14 +9,23 @@ fields that depend on each other, and raises ValueError naming what was wrong an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, fields, replace
 from numbers import Integral, Real
 from typing import Any, ClassVar, TypeVar
 
-__all__ = ["Params", "integer", "positive", "fraction", "number_list", "subset"]
+__all__ = ["Params", "integer", "positive", "fraction", "number_list", "subset", "table"]
 
 P = TypeVar("P", bound="Params")
+
+_CHECKED = "_tvlib_parameters_checked"  # set in a notebook's namespace by its first from_cell
+_IPYTHON_NAMES = {"In", "Out"}  # the kernel's own history
+
+
+def _looks_like_parameter(name: str, value: Any) -> bool:
+    """A lower-case public name bound to a plain value, as a parameters cell (or papermill's injected cell) binds them."""
+    return (name.islower() and not name.startswith("_") and name not in _IPYTHON_NAMES  # CONSTANTS are imports
+            and (value is None or type(value) in (bool, int, float, str, list, dict, tuple)))
 
 
 class Params:
@@ -41,6 +50,20 @@ class Params:
         missing = [n for n in names if n not in namespace]
         if missing:
             raise ValueError(f"{cls.__name__}: parameters {missing} are not defined: expected them in the parameters cell")
+        # A misspelt parameter (papermill's `-p sedds 3`, a grid key, a hand edit) is a plain value in the
+        # namespace that no field takes. Checked on a namespace's first call only: in a kernel that has
+        # run the chapter, its own variables would look the same.
+        first = _CHECKED not in namespace
+        unknown = [n for n, v in namespace.items() if first and n not in names and _looks_like_parameter(n, v)]
+        if isinstance(namespace, MutableMapping):
+            namespace[_CHECKED] = cls.__name__
+        if unknown:
+            import difflib
+
+            hints = [f"{n!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(n, names, 1)) else repr(n)
+                     for n in unknown]
+            raise ValueError(f"{cls.__name__}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: "
+                             f"this notebook's parameters are {', '.join(names)}")
         return cls(**{n: namespace[n] for n in names})
 
     def replace(self: P, **changes: Any) -> P:
@@ -97,3 +120,19 @@ def subset(name: str, values: Sequence[Any], of: str, allowed: Sequence[Any]) ->
     out = [v for v in values if not has(v)]
     if out:
         raise ValueError(f"{name} {out} not in {of} {list(allowed)}: expected each of {name} to be one of {of}")
+
+
+def table(name: str, value: Any, *, optional: bool = True) -> None:
+    """ValueError/FileNotFoundError unless value names a committed table or an existing CSV (tvlib.tables.path);
+    "" (skip the table) only when optional."""
+    if value == "" and optional:
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"{name}={value!r}: expected a table name or a path (a string)"
+                         + (", or '' to skip the table" if optional else ""))
+    from tvlib import tables
+
+    try:
+        tables.path(value)
+    except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"{name}: {e}") from None

@@ -112,11 +112,21 @@ def _drop_launch_buttons(app, pagename, templatename, context, doctree):
         context["header_buttons"][:] = [b for b in context["header_buttons"] if b.get("label") != "launch-buttons"]
 
 
+def _repository_substitutions(app, config) -> None:
+    """{{ repository_url }} and {{ repository_branch }} in the text: _config.yml's repository, named once."""
+    opts = config.html_theme_options or {}
+    subs = dict(config.myst_substitutions or {})
+    subs.setdefault("repository_url", opts.get("repository_url", ""))
+    subs.setdefault("repository_branch", opts.get("repository_branch", "main"))
+    config.myst_substitutions = subs
+
+
 def setup(app):
     app.add_config_value("tvlib_mathjax_dir", "", "html")
     app.add_config_value("tvlib_no_launch", [], "html")
     app.connect("html-page-context", _drop_launch_buttons, priority=600)
     app.connect("config-inited", _exclude_paired_sources, priority=900)
     app.connect("config-inited", _use_local_mathjax, priority=900)
+    app.connect("config-inited", _repository_substitutions, priority=900)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

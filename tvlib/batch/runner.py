@@ -162,6 +162,51 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+# The modules that define the chapters' Params classes (tvlib.params.Params subclasses with a `chapter`).
+_PARAMS_MODULES = ("tvlib.toy.params", "tvlib.images.params", "tvlib.lm.params", "tvlib.batch.params",
+                   "tvlib.encoder.params")
+
+
+def chapter_params(stem: str) -> type | None:
+    """The Params class whose `chapter` is stem (None for a notebook without one)."""
+    import importlib
+
+    from ..params import Params
+
+    for name in _PARAMS_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+    todo, found = list(Params.__subclasses__()), None
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__dict__.get("chapter") == stem:
+            found = cls
+    return found
+
+
+def _check_values(nb: Any, stem: str, runs: Sequence[Any]) -> None:
+    """Every run's parameters checked by the chapter's Params class before anything is executed."""
+    cls = chapter_params(stem)
+    if cls is None:
+        return
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    defaults: dict[str, Any] = {}
+    try:
+        exec(cells[0].source, {}, defaults)  # plain assignments of literals, by the book's convention
+    except Exception:  # noqa: BLE001 - a cell of another shape: the kernel will check it
+        return
+    defaults.pop("__annotations__", None)
+    for run in runs:
+        try:
+            cls.from_cell({**defaults, **run.parameters})
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            raise BatchError(f"run {run.folder}: {err}") from None
+
+
 def run_batch(
     notebook: str | os.PathLike[str],
     grid: Grid | Mapping[str, Any] | str | os.PathLike[str],
@@ -190,6 +235,7 @@ def run_batch(
             f"allowed: {', '.join(allowed)}"
         )
     extra_arguments = _kernel_extra_arguments(nb, kernel)
+    _check_values(nb, nb_path.stem, plan(nb_path.stem, grid, (0, 1)))
 
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():

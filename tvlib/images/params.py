@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..params import Params, fraction, integer, positive, subset
+from ..params import Params, fraction, integer, positive, subset, table
 from ..vectors.device import resolve_device
 
 __all__ = ["RELATIONS", "OOD_ROLES", "lam_grid", "ImagesParams"]
@@ -86,8 +86,8 @@ class ImagesParams(Params):
     ood_step: float = 0.2
     heatmap_seeds: tuple[int, ...] = (0,)
     c: float = 0.2
-    seeds_table: str = "data/images-seeds.csv"
-    calibration_table: str = "data/images-calibration.csv"
+    seeds_table: str = "images-seeds.csv"
+    calibration_table: str = "images-calibration.csv"
 
     def check(self) -> None:
         resolve_device(self.device)
@@ -125,9 +125,8 @@ class ImagesParams(Params):
             raise ValueError(f"lam_min={self.lam_min}: expected some lambda < 0 (negation, and the fit of beta)")
         if not 0.0 < self.c < 1.0:
             raise ValueError(f"c={self.c}: expected Theorem 3's constant in (0, 1)")
-        for name in ("seeds_table", "calibration_table"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name}={getattr(self, name)!r}: expected a path ('' for none: seeds_table only)")
+        table("seeds_table", self.seeds_table)
+        table("calibration_table", self.calibration_table, optional=False)
 
     @property
     def lams(self) -> tuple[float, ...]:

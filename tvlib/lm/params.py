@@ -99,7 +99,7 @@ class UnlearningParams(Params):
             raise ValueError(
                 f"model_name={self.model_name!r} cannot be loaded offline (not a local directory and not in the Hugging Face "
                 f"cache: {type(e).__name__}). Expected None or 'tiny' for the offline default, a local checkpoint "
-                "directory, or a hub name downloaded beforehand (e.g. `huggingface-cli download microsoft/phi-1_5`)."
+                "directory, or a hub name downloaded beforehand (e.g. `hf download microsoft/phi-1_5`)."
             ) from None
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)

@@ -1,6 +1,6 @@
 """The unlearning chapter's multi-seed table: derived measures, summaries and the verdicts behind its text.
 
-The table (book/data/unlearning-seeds.csv) has one row per run of the chapter (a seed and a `share`),
+The table (tvlib.tables: unlearning-seeds.csv) has one row per run of the chapter (a seed and a `share`),
 with the scalars of `tvlib.lm.experiment.run_metrics`. Here they become what the chapter reports:
 the loss rise and Rouge-L drop at the last lambda, per vector and text; the per-seed slope of the
 dose-response; and one `tvlib.rules` verdict per claim, each computed from paired seeds.
@@ -19,7 +19,7 @@ from ..rules import Verdict, agreement, ordering
 from .experiment import MATCHED, OTHERS, VECTORS
 from .params import TEXTS
 
-__all__ = ["TABLE_LAMS", "MAIN_SHARE", "table_path", "load", "at_share", "alpha_table", "rouge_table", "controls_table",
+__all__ = ["TABLE_LAMS", "MAIN_SHARE", "load", "at_share", "alpha_table", "rouge_table", "controls_table",
            "claims_table", "chapter_values", "manifest_times", "rise", "drop", "curve", "mean_sd", "dose_slopes", "claims", "Claim",
            "committed_row", "row_differences", "ALPHA_TOL", "RATIO_TOL", "MATCHED_TABLE", "selectivity",
            "matched_claims", "matched_values"]
@@ -34,17 +34,6 @@ ALPHA_TOL = 0.1
 RATIO_TOL = 0.15
 #: the table of the equal-step-norm test: fresh seeds 5-9 at share 0.8 (grids/unlearning-matched.yaml)
 MATCHED_TABLE = "unlearning-matched.csv"
-
-
-def table_path(name: str = "unlearning-seeds.csv") -> Any:
-    """The committed table next to the chapter (book/data), found from this checkout or the working directory."""
-    from pathlib import Path
-
-    for folder in (Path(__file__).resolve().parents[2] / "book" / "data", Path("data"), Path("book") / "data"):
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"{name} not found in book/data: run the chapter from a clone of the repository, or "
-                            "regenerate it with benchmarks/bench_unlearning.py table")
 
 
 def load(path: Any):

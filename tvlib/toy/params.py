@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..params import fraction, integer, number_list, positive, subset
+from ..params import fraction, integer, number_list, positive, subset, table
 from ..paper import OOD_GAMMA, OOD_LAM_GRID
 from ..vectors.device import resolve_device
 from .data import _check_fractions
@@ -248,7 +248,7 @@ class OodParams(Setting):
     sample_seed: int = 0
     c: float = 0.2
     factor: float = 2.0
-    edges_table: str = "data/ood-edges.csv"
+    edges_table: str = "ood-edges.csv"
     device: str = "cpu"
     threads: int = 1
 
@@ -269,8 +269,7 @@ class OodParams(Setting):
         if not 0 < self.c < 1:
             raise ValueError(f"c={self.c!r}: expected the constant of condition (7) in (0, 1)")
         positive("factor", self.factor)
-        if not isinstance(self.edges_table, str):
-            raise ValueError(f"edges_table={self.edges_table!r}: expected a path (a string), or '' to skip the table")
+        table("edges_table", self.edges_table)
         resolve_device(self.device)
 
     @property
@@ -374,7 +373,7 @@ class SparseParams(Setting):
     sample_seed: int = 0
     mask_seed: int = 0
     factor: float = 2.0
-    widths_table: str = "data/sparse-widths.csv"
+    widths_table: str = "sparse-widths.csv"
     device: str = "cpu"
     threads: int = 1
 
@@ -400,6 +399,5 @@ class SparseParams(Setting):
         integer("sample_seed", self.sample_seed, lo=0)
         integer("mask_seed", self.mask_seed, lo=0)
         positive("factor", self.factor)
-        if not isinstance(self.widths_table, str):
-            raise ValueError(f"widths_table={self.widths_table!r}: expected a path (a string), or '' to skip the table")
+        table("widths_table", self.widths_table)
         resolve_device(self.device)

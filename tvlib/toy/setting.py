@@ -45,7 +45,7 @@ class Setting(Params):
     def check(self) -> None:
         for name in ("d", "M", "P", "m", "batch_size"):
             integer(name, getattr(self, name))
-        integer("steps", self.steps, lo=0)
+        integer("steps", self.steps)  # T >= 1: fine-tuning is the premise of every theorem
         positive("lr", self.lr)
         positive("v_std", self.v_std, zero=True)
         if self.M >= self.d:
