@@ -264,3 +264,117 @@ def test_a_float32_fine_tune_of_a_bfloat16_base_merges_through_the_command_and_d
     save_state_dict({k: v.float() for k, v in b.items()}, tmp_path / "base32", like=root / "base")
     merge_checkpoints(tmp_path / "base32", [root / "ft1"], Recipe("ties", [1.0], [0.3]), tmp_path / "o2", chunk=333)
     assert load_state_dict(tmp_path / "o2")["model.norm.weight"].dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------- output safety
+
+
+def ta_config(tmp_path, root):
+    return write_config(tmp_path / "ta.yaml", root, "merge_method: task_arithmetic\nbase_model: {root}/base\n"
+                        "models:\n  - model: {root}/ft1\n    parameters: {{weight: 0.5}}\n")
+
+
+def test_an_input_or_a_foreign_non_empty_folder_is_not_replaced_without_force(ckpts, tmp_path, capsys):
+    root, _ = ckpts
+    cfg = ta_config(tmp_path, root)
+    before = sorted(os.listdir(root / "ft1"))
+    for args in ([], ["--dry-run"]):
+        assert main(["merge", str(cfg), str(root / "ft1"), *args]) == 2  # an input model
+        assert "is (or holds) the input model" in capsys.readouterr().err
+    assert sorted(os.listdir(root / "ft1")) == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["merge", str(cfg), str(mine)]) == 2
+    assert "non-empty folder that is not a tvlib merge output" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert main(["merge", str(cfg), str(mine), "--force"]) == 0
+    assert not (mine / "notes.txt").exists() and (mine / "tvlib_merge.json").is_file()
+    assert main(["merge", str(cfg), str(mine)]) == 0  # an earlier tvlib output is replaced
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["merge", str(cfg), str(empty)]) == 0
+
+
+def test_an_unwritable_output_fails_before_any_weight_is_read(ckpts, tmp_path, capsys, monkeypatch):
+    from tvlib.vectors.checkpoint import Checkpoint
+
+    root, _ = ckpts
+    cfg = ta_config(tmp_path, root)
+    (tmp_path / "afile").write_text("x")
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a weight was read")
+
+    monkeypatch.setattr(Checkpoint, "read", no_reading)
+    for out, message in ((tmp_path / "afile", "is a file: expected a directory"),
+                         (tmp_path / "afile" / "out", "is a file, not a directory")):
+        for args in ([], ["--dry-run"]):
+            assert main(["merge", str(cfg), str(out), *args]) == 2
+            err = capsys.readouterr().err
+            assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        assert main(["merge", str(cfg), str(locked / "out")]) == 2
+        assert "is not writable" in capsys.readouterr().err
+        locked.chmod(0o700)
+
+
+def test_os_errors_are_one_line_and_exit_2(ckpts, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from tvlib.vectors import checkpoint
+
+    root, _ = ckpts
+    cfg = ta_config(tmp_path, root)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out"))
+
+    monkeypatch.setattr(checkpoint.ShardWriter, "write", full)
+    assert main(["merge", str(cfg), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"tvlib merge: error: No space left on device: {tmp_path / 'out'}"
+    assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())  # the temporary is gone
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_output_permissions_follow_the_umask(ckpts, tmp_path, mask):
+    root, _ = ckpts
+    old = os.umask(mask)
+    try:
+        merge_checkpoints(root / "base", [root / "ft1"], Recipe("task_arithmetic", [1.0]), tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~mask
+    for p in (tmp_path / "out").iterdir():
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask, p.name
+
+
+def test_sigterm_removes_the_partial_output_and_stale_temporaries_are_swept(ckpts, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, _ = ckpts
+    cfg = ta_config(tmp_path, root)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.{int(dead.stdout)}.abcd.tmp"  # left by a SIGKILLed merge
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"partial")
+    slow = ("import sys, time; from tvlib.vectors import checkpoint as c; w = c.ShardWriter.write\n"
+            "def slow(*a, **k):\n    time.sleep(0.2); return w(*a, **k)\n"
+            "c.ShardWriter.write = slow\nfrom tvlib.vectors.cli import main\nsys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", slow, "merge", str(cfg), str(tmp_path / "out")],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not any(p.name.startswith(f".out.{proc.pid}.") for p in tmp_path.iterdir()):
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.05)
+    assert not stale.exists()  # swept when the new merge began: its process no longer runs
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ta.yaml"]  # no output, no temporary

@@ -310,7 +310,7 @@ def copy_support_files(src: Path | None, dst: Path, *, dtype: torch.dtype | None
     if src is not None and src.is_dir():
         for p in sorted(src.iterdir()):
             if p.is_file() and not p.name.startswith(".") and not WEIGHT_FILES.match(p.name) and p.name != "README.md":
-                shutil.copy2(p, dst / p.name)
+                shutil.copyfile(p, dst / p.name)  # new file: the umask's permissions, not the source's
                 copied.append(p.name)
     cfg = dst / "config.json"
     if dtype is not None and cfg.is_file():

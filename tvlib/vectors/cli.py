@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -11,7 +12,7 @@ __all__ = ["main"]
 
 def _merge(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .engine import merge_checkpoints, plan_merge
+    from .engine import check_output, merge_checkpoints, plan_merge
 
     job = load_config(args.config)
     strict = job.strict and not args.no_strict
@@ -19,6 +20,7 @@ def _merge(args: argparse.Namespace) -> int:
     shard = args.shard_size or job.shard_size
     if args.dry_run:
         plan = plan_merge(job.base, job.models, job.recipe, dtype=job.dtype, strict=strict)
+        check_output(args.out, [plan.base, *plan.models], force=args.force)
         plan.notes[:0] = job.notes
         print(plan.describe(args.out))
         print("dry run: nothing read beyond the headers, nothing written")
@@ -28,7 +30,7 @@ def _merge(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     summary = merge_checkpoints(job.base, job.models, job.recipe, args.out, dtype=job.dtype, max_shard_size=shard,
                                 strict=strict, allow_nonfinite=allow, extra_files={"tvlib_merge.yaml": job.text},
-                                threads=args.threads, log=lambda s: print(s, file=sys.stderr))
+                                threads=args.threads, log=lambda s: print(s, file=sys.stderr), force=args.force)
     print(f"merged {summary['merged']} tensors ({summary['copied']} copied from the base) of "
           f"{len(job.models)} model(s) by {job.recipe.method} into {args.out}: "
           f"{summary['bytes'] / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f} s")
@@ -43,18 +45,39 @@ def main(argv: list[str] | None = None) -> int:
                        description="Merge fine-tuned safetensors checkpoints into their base, tensor by tensor, "
                                    "and write a directory that from_pretrained loads.")
     m.add_argument("config", help="YAML config (mergekit's layout: merge_method, base_model, models, parameters)")
-    m.add_argument("out", help="output directory (written atomically; an existing one is replaced when done)")
+    m.add_argument("out", help="output directory (written atomically; an earlier tvlib output is replaced when done)")
+    m.add_argument("--force", action="store_true",
+                   help="replace OUT even if it is an input model or a non-empty folder that tvlib did not write")
     m.add_argument("--dry-run", action="store_true", help="list what would be read and written, and the estimated peak memory")
     m.add_argument("--shard-size", default=None, help="largest shard, e.g. 2GB (default: the config's, else 2GB)")
     m.add_argument("--allow-nonfinite", action="store_true", help="let NaN/inf values through instead of failing")
     m.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the merge is memory-bound)")
     m.add_argument("--no-strict", action="store_true", help="copy the base's value where the models' keys differ")
     args = parser.parse_args(argv)
+
+    def terminate(signum, frame):  # SLURM, docker stop: unwind, so the partial output is removed
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         return _merge(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"tvlib {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, TypeError) as err:  # OSError: FileNotFoundError, PermissionError, disk full, ...
+        print(f"tvlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"tvlib {args.command}: interrupted: nothing written", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as text: an OSError from the OS as one line (its message and the path), others as they are."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        other = f" -> {err.filename2}" if err.filename2 else ""
+        return f"{err.strerror}{where}{other}"
+    return str(err)
 
 
 if __name__ == "__main__":

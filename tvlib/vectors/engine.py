@@ -11,6 +11,7 @@ complete: an interrupted merge leaves no directory that looks finished.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -43,7 +44,9 @@ from .recipe import (
 )
 from .statedict import StateDictMismatch
 
-__all__ = ["RUNTIME_BYTES", "MergePlan", "merge_checkpoints", "plan_merge"]
+__all__ = ["MARKER", "RUNTIME_BYTES", "MergePlan", "check_output", "merge_checkpoints", "plan_merge"]
+
+MARKER = "tvlib_merge.json"  # written into every merge output: what made it (and so what may be replaced)
 
 RUNTIME_BYTES = 280 * 10**6  # resident memory of Python, torch and tvlib before any tensor (measured)
 CHUNK = 1 << 22  # entries per piece of a tensor when the recipe is elementwise
@@ -52,6 +55,33 @@ CHUNK = 1 << 22  # entries per piece of a tensor when the recipe is elementwise
 def _size(nbytes: float) -> str:
     """Bytes in GB, or MB below 1 GB."""
     return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
+
+
+def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force: bool = False) -> None:
+    """Refuse an output that cannot or should not be written, before any weight is read: OUT that is a
+    file, under a file, in a folder that cannot be written, that is (or holds) an input model, or a
+    non-empty folder that is not an earlier tvlib merge output (force=True replaces the last two)."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {out} is a file: expected a directory (new, or an earlier tvlib merge output)")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"output {out}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"output {out}: {parent} is not writable (the output and its temporary go there)")
+    if force:
+        return
+    real = out.resolve()
+    for ck in inputs:
+        root = ck.root.resolve()
+        if real == root or real in root.parents:
+            raise FileExistsError(f"output {out} is (or holds) the input model {ck.name}: writing it would replace "
+                                  "an input (--force / force=True to do it anyway)")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise FileExistsError(f"output {out} is a non-empty folder that is not a tvlib merge output: not replacing "
+                              "it (--force / force=True replaces it)")
 
 
 def _layer_count(ck: Checkpoint) -> int:
@@ -257,6 +287,7 @@ def merge_checkpoints(
     threads: int | None = 1,
     chunk: int = CHUNK,
     log: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> dict:
     """Merge fine-tuned checkpoints into base by `recipe`, streaming, and write `out` (a from_pretrained
     directory); returns a summary (tensors, passes, seconds, bytes written).
@@ -268,22 +299,26 @@ def merge_checkpoints(
     thread is about as fast as several and does not stall when other processes share the cores;
     writing runs in a second thread. chunk: entries per piece when the recipe is elementwise (task
     arithmetic, global top-k, TIES): memory then depends on the chunk, not on the largest tensor.
+    force: replace an `out` that is an input or a non-empty folder other than an earlier merge output
+    (check_output; refused otherwise, before any weight is read).
     """
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         return _merge(base, models, recipe, out, dtype=dtype, max_shard_size=max_shard_size, strict=strict,
-                      allow_nonfinite=allow_nonfinite, masks=masks, extra_files=extra_files, chunk=chunk, log=log)
+                      allow_nonfinite=allow_nonfinite, masks=masks, extra_files=extra_files, chunk=chunk, log=log,
+                      force=force)
     finally:
         torch.set_num_threads(before)
 
 
 def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_nonfinite, masks, extra_files, chunk,
-           log) -> dict:
+           log, force) -> dict:
     t0 = time.perf_counter()
     plan = plan_merge(base, models, recipe, dtype=dtype, strict=strict)
     base_ck, cks, recipe = plan.base, plan.models, plan.recipe
+    check_output(out, [base_ck, *cks], force=force)
     current: dict[str, Tensor] = {}
     pool = Scratch()
 
@@ -356,6 +391,8 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                            dtype=dtype if dtype is not None else None)
         for name, text in (extra_files or {}).items():
             write_text(tmp / name, text)
+        write_text(tmp / MARKER, json.dumps(
+            {"method": recipe.method, "base": base_ck.name, "models": [ck.name for ck in cks]}, indent=1) + "\n")
     for ck in (base_ck, *cks):
         ck.close()
     return {"out": str(Path(out)), "merged": len(plan.merged), "copied": len(plan.copied),

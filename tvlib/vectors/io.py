@@ -2,6 +2,9 @@
 
 A reader (or a killed process) never sees a half-written file; on any error the temporary is removed.
 `atomic_path` also works for directories (a whole merged checkpoint), since os.replace renames them.
+Temporaries are named `.NAME.PID.XXXX.tmp`: one left by a process that no longer runs (killed by
+SIGKILL, a node failure) is removed by the next atomic write of the same path. What is written gets
+the permissions the umask gives (not the 0600/0700 of tempfile's private temporaries).
 """
 
 from __future__ import annotations
@@ -16,7 +19,51 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "strict_json", "write_json", "write_text"]
+__all__ = ["atomic_path", "strict_json", "sweep_stale", "umask", "write_json", "write_text"]
+
+
+def umask() -> int:
+    """The process's umask (read without changing it, from /proc where it exists)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries `.NAME.PID.*.tmp` / `.old` of `path` whose process no longer runs; return them."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = f".{path.name}."
+    for p in path.parent.iterdir():
+        rest = p.name[len(prefix):] if p.name.startswith(prefix) else ""
+        pid = rest.split(".", 1)[0]
+        if not (pid.isdigit() and rest.endswith((".tmp", ".old"))) or _alive(int(pid)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+        removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -28,16 +75,19 @@ def atomic_path(path: str | os.PathLike[str], *, directory: bool = False, suffix
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path)
+    prefix = f".{path.name}.{os.getpid()}."
     if directory:
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
     else:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix or ".tmp")
         os.close(fd)
         tmp = Path(name)
     try:
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~umask())
         yield tmp
         if directory and path.is_dir():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".old"))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
