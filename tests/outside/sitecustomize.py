@@ -1,18 +1,19 @@
 """Loaded by the kernels of tests/test_smoke.py (PYTHONPATH): records third-party imports made by a chapter.
 
-Every import whose importing frame is the chapter's own code (a kernel cell) or tvlib is noted with its
-importer; at exit, those that were really imported are written as JSON to $TVLIB_IMPORT_LOG, for the test
-to check against the chapter's extra. Imports made by other libraries are theirs to declare.
+Every import whose importing frame is the chapter's own code (a kernel cell) or tvlib is appended, with its
+importer, to $TVLIB_IMPORT_LOG.<pid> as one JSON line, for the test to check against the chapter's extra.
+Written at once (a kernel shut down by papermill runs no exit handlers); an import that then fails names a
+module no distribution provides, which the test ignores. Imports made by other libraries are theirs to
+declare.
 """
 
-import atexit
 import json
 import os
 import re
 import sys
 
 _LOG = os.environ.get("TVLIB_IMPORT_LOG")
-_SEEN: dict = {}
+_SEEN: set = set()
 _CELL = re.compile(r"ipykernel_\d+[/\\]")  # where ipykernel compiles a cell's code
 
 
@@ -32,16 +33,12 @@ def _hook(event, args):
     if not top or top in _SEEN or top in sys.stdlib_module_names or top == "tvlib":
         return
     name, filename = _importer(sys._getframe(1))
-    if name.startswith("tvlib") or _CELL.search(filename):
-        _SEEN[top] = "the chapter" if _CELL.search(filename) else name
-
-
-def _write():
-    found = {m: who for m, who in _SEEN.items() if m in sys.modules}
-    with open(_LOG, "w") as f:
-        json.dump(found, f)
+    cell = bool(_CELL.search(filename))
+    if cell or name.startswith("tvlib"):
+        _SEEN.add(top)
+        with open(f"{_LOG}.{os.getpid()}", "a") as f:
+            f.write(json.dumps({"module": top, "by": "the chapter" if cell else name}) + "\n")
 
 
 if _LOG:
     sys.addaudithook(_hook)
-    atexit.register(_write)
