@@ -158,3 +158,27 @@ def test_chapters_read_no_files_relative_to_the_working_directory():
         text = (ROOT / "book" / f"{chapter}.md").read_text(encoding="utf-8")
         bad += [f"book/{chapter}.md: {m}" for m in re.findall(r"(?:read_csv|read_json|open)\(['\"][^'\"]+['\"]", text)]
     assert not bad, "\n".join(bad)
+
+
+def test_pointing_the_book_at_a_fork_rewrites_config_and_every_install_cell(tmp_path, monkeypatch):
+    import tvlib_repository as repo
+
+    (tmp_path / "book").mkdir()
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    for md in repo.chapters():
+        for path in (md, md.with_suffix(".ipynb")):
+            shutil.copy(path, tmp_path / "book" / path.name)
+    extras = {md.stem: extra_of(md.stem) for md in repo.chapters()}
+    monkeypatch.setattr(repo, "ROOT", tmp_path)
+    monkeypatch.setattr(repo, "CONFIG", tmp_path / "_config.yml")
+    monkeypatch.setattr(repo, "BOOK", tmp_path / "book")
+    changed = repo.set_repository("https://github.com/me/fork/", "dev")
+    assert repo.read_config() == ("https://github.com/me/fork", "dev")
+    assert repo.check() == [] and len(changed) == 1 + 2 * len(extras)
+    for chapter, extra in extras.items():
+        nb = json.loads((tmp_path / "book" / f"{chapter}.ipynb").read_text())
+        before = json.loads((ROOT / "book" / f"{chapter}.ipynb").read_text())
+        assert [c.get("outputs") for c in nb["cells"]] == [c.get("outputs") for c in before["cells"]]
+        assert f'"tvlib[{extra}] @ git+https://github.com/me/fork@dev"' in (tmp_path / "book" / f"{chapter}.md").read_text()
+    with pytest.raises(SystemExit, match="expected the https address"):
+        repo.set_repository("git@github.com:me/fork.git", "main")

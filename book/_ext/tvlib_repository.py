@@ -26,10 +26,11 @@ MARK = "# Colab only: install tvlib with this chapter's extra"
 REQUIREMENT = re.compile(r'"tvlib\[(?P<extra>[a-z,]+)\] @ git\+(?P<url>[^"@]+)@(?P<branch>[^"]+)"')
 
 
-def read_config(path: Path = CONFIG) -> tuple[str, str]:
+def read_config(path: Path | None = None) -> tuple[str, str]:
     """(url, branch) of `repository:` in _config.yml."""
     import yaml
 
+    path = path or CONFIG
     repo = (yaml.safe_load(path.read_text()) or {}).get("repository") or {}
     url, branch = repo.get("url"), repo.get("branch", "main")
     if not url:
