@@ -199,3 +199,25 @@ def test_parts_split_each_task_vector_into_attention_and_value(small):
     whole = merged_outputs(vec, torch.tensor([[1.0, -0.7]]), X)
     split = merged_outputs(parts, torch.tensor([[1.0, -0.7, 1.0, -0.7]]), X)
     assert torch.allclose(whole, split, atol=1e-6)
+
+
+def test_keep_freed_memory_applies_on_glibc_and_leaves_results_unchanged():
+    import platform
+
+    import torch
+
+    from tvlib.toy.data import task_pair
+    from tvlib.toy.grid import bases_for_seeds, finetune_tasks, keep_freed_memory
+    from tvlib.toy.setting import Setting
+
+    s = Setting(steps=20)
+
+    def vectors():
+        t1, t2 = task_pair(0.3, **s.data(), seed=0)
+        v, _ = finetune_tasks(bases_for_seeds(s, [0, 1]), [[t1, t2], [t1, t2]], **s.training(),
+                              generator=torch.Generator().manual_seed(0))
+        return v.dV.clone()
+
+    before = vectors()  # finetune_tasks applies it; a second call finds it applied
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    assert torch.equal(before, vectors())
