@@ -1,4 +1,4 @@
-"""tvlib.rules: Table 1's choice of lambda."""
+"""tvlib.rules: Table 1's choice of lambda and the verdict rules (noise and baselines cannot pass them)."""
 
 import numpy as np
 import pytest
@@ -60,6 +60,45 @@ def test_agreement_says_disagrees_outside_tolerance():
         agreement([float("nan")], 1.0, tol=0.1)
 
 
+def test_agreement_noise_gives_inconclusive_not_agrees():
+    from tvlib.rules import agreement
+
+    rng = np.random.default_rng(0)
+    quiet = 1.0 + 0.01 * rng.standard_normal(5)
+    assert agreement(quiet, 1.0, tol=0.1).word == "agrees"
+    # the same mean with seeds spread far beyond the tolerance: the old rule (mean within tol + 2 SE) said
+    # "agrees" and a noisier result passed more easily; the seeds cannot tell
+    noisy = quiet + np.array([-1.0, 1.0, -0.8, 0.8, 0.0])
+    v = agreement(noisy, 1.0, tol=0.1)
+    assert v.word == "inconclusive" and not v.holds
+    # a mean 0.3 off with a noise of the same size: inconclusive too (the old rule: agrees)
+    v = agreement(1.3 + np.array([-0.5, 0.5, -0.4, 0.4, 0.0]), 1.0, tol=0.1)
+    assert v.word == "inconclusive"
+    # noise so large that even a far-off mean is undecided, and a tight far-off mean disagrees
+    assert agreement([0.0, 4.0, 0.0, 4.0, 2.0], 1.0, tol=0.1).word == "inconclusive"
+    assert agreement([2.0, 2.01, 1.99, 2.0, 2.0], 1.0, tol=0.1).word == "disagrees"
+    # a mean inside the tolerance whose interval reaches past its edge is not called agreeing
+    assert agreement([1.08, 1.1, 1.06, 1.12, 1.04], 1.0, tol=0.1).word == "inconclusive"
+    assert agreement([1.5], 1.0, tol=0.1).word == "inconclusive"  # one seed: its spread is unknown
+    assert agreement([2.0, 2.0, 2.0], 1.0, tol=0.1, words=("fits", "misses")).word == "misses"
+
+
+def test_against_baseline_says_trivial_when_the_baseline_already_passes():
+    from tvlib.rules import against_baseline, agreement, fraction_of_seeds
+
+    edited = [True] * 5
+    v = against_baseline(fraction_of_seeds, edited, [True, True, True, True, False], name="lambda = 0")
+    assert v.word == "trivial" and not v.holds and "lambda = 0" in v.detail and "4/5" in v.detail
+    v = against_baseline(fraction_of_seeds, edited, [False, True, False, False, False])
+    assert v.word == "holds" and v.holds and "1/5" in v.detail
+    v = against_baseline(fraction_of_seeds, [False] * 5, [False] * 5)
+    assert v.word == "does not hold" and not v.holds
+    # a rule with extra arguments: both sides get them
+    v = against_baseline(agreement, [0.99, 1.0, 1.01, 1.0, 1.0], [0.5, 0.6, 0.55, 0.5, 0.52], 1.0, tol=0.05)
+    assert v.word == "agrees" and "disagrees" in v.detail
+    assert against_baseline(agreement, [0.99, 1.0, 1.01], [1.0, 1.0, 1.0], 1.0, tol=0.05).word == "trivial"
+
+
 def test_fraction_of_seeds():
     from tvlib.rules import fraction_of_seeds
 
@@ -79,8 +118,13 @@ def test_sufficient_bound_says_violated_when_the_bound_claims_too_much():
     # an upper bound "lam <= 4.8 suffices" whose measured edge is at 12: conservative; at 3: violated
     assert sufficient_bound([12.0] * 5, 4.8, tol=0.4, region="below").word == "conservative"
     assert sufficient_bound([3.0, 3.1, 2.9, 3.0, 3.2], 4.8, tol=0.4, region="below").word == "violated"
-    # noisy seeds: a mean gap within two standard errors is not called either way
-    assert sufficient_bound([1.0, 5.0, 1.0, 5.0, 1.0], 3.0, tol=0.1).word == "tight"
+    # noisy seeds: a mean gap within two standard errors is not called either way, and not "tight" either
+    v = sufficient_bound([1.0, 5.0, 1.0, 5.0, 1.0], 3.0, tol=0.1)
+    assert v.word == "inconclusive" and not v.holds
+    # no default: a small mean slack with a spread wider than the tolerance is inconclusive
+    assert sufficient_bound([2.9, 3.4, 2.7, 3.3, 2.8], 3.0, tol=0.1).word == "inconclusive"
+    assert sufficient_bound([3.0], 3.0, tol=0.1).word == "inconclusive"  # one seed
+    assert sufficient_bound([1.0, 1.1, 0.9, 1.0, 1.05], 3.0, tol=0.2).holds  # conservative holds
     with pytest.raises(ValueError, match="region"):
         sufficient_bound([1.0], 1.0, tol=0.1, region="left")
 
