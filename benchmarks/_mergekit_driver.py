@@ -1,5 +1,5 @@
-"""Run mergekit's run_merge on a YAML config inside mergekit's own venv; with --hashed-masks, DARE's
-Bernoulli masks are replaced by benchmarks/_masks.hashed_keep (the masks tvlib is given too).
+"""Run mergekit's run_merge on a YAML config inside mergekit's own venv; with --hashed-masks, DARE's and
+DELLA's Bernoulli masks are replaced by benchmarks/_masks.hashed_keep (the masks tvlib is given too).
 
     <mergekit venv>/bin/python benchmarks/_mergekit_driver.py CONFIG OUT [--hashed-masks]
 """
@@ -29,6 +29,27 @@ def main() -> None:
             return sparsify.rescaled_masked_tensor(tensor, mask, rescale_norm)
 
         sparsify.bernoulli = bernoulli
+        current = {}
+        della_magprune, real_torch = sparsify.della_magprune, sparsify.torch
+
+        def della(tensor, density, epsilon, rescale_norm=None):
+            current["delta"] = tensor  # its torch.bernoulli(probs) draws from the hash of this delta
+            try:
+                return della_magprune(tensor, density, epsilon, rescale_norm)
+            finally:
+                current.clear()
+
+        class HashedTorch:
+            def __getattr__(self, name):
+                return getattr(real_torch, name)
+
+            @staticmethod
+            def bernoulli(probs):
+                d = current["delta"]
+                return hashed_keep(d, probs.reshape(d.shape)).to(probs.dtype).reshape(probs.shape)
+
+        sparsify.della_magprune = della
+        sparsify.torch = HashedTorch()
     cfg = MergeConfiguration.model_validate(yaml.safe_load(Path(config).read_text()))
     run_merge(cfg, out, options=MergeOptions(quiet=True))
 

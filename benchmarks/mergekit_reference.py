@@ -150,6 +150,86 @@ models:
 parameters: {{normalize: true}}
 dtype: float32
 """, True),
+    "linear_soup": ("""merge_method: linear
+models:
+  - model: {root}/ft1
+    parameters: {{weight: 0.5}}
+  - model: {root}/ft2
+    parameters: {{weight: 0.3}}
+  - model: {root}/ft3
+    parameters: {{weight: [{{filter: mlp, value: 0.4}}, {{value: 0.2}}]}}
+dtype: float32
+""", False),
+    "linear_unnormalized": ("""merge_method: linear
+models:
+  - model: {root}/ft1
+    parameters: {{weight: 0.7}}
+  - model: {root}/ft2
+    parameters: {{weight: 0.6}}
+parameters: {{normalize: false}}
+dtype: float32
+""", False),
+    "slerp": ("""merge_method: slerp
+base_model: {root}/base
+models:
+  - model: {root}/base
+  - model: {root}/ft1
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.5
+dtype: float32
+""", False),
+    "model_stock": ("""merge_method: model_stock
+base_model: {root}/base
+models:
+  - model: {root}/ft1
+  - model: {root}/ft2
+  - model: {root}/ft3
+dtype: float32
+""", False),
+    "della": ("""merge_method: della
+base_model: {root}/base
+models:
+  - model: {root}/ft1
+    parameters: {{weight: 0.5, density: 0.5, epsilon: 0.1}}
+  - model: {root}/ft2
+    parameters: {{weight: 0.5, density: 0.6}}
+parameters: {{lambda: 1.1, epsilon: 0.2}}
+dtype: float32
+""", True),
+    "della_linear": ("""merge_method: della_linear
+base_model: {root}/base
+models:
+  - model: {root}/ft1
+    parameters: {{weight: 0.6, density: 0.4}}
+  - model: {root}/ft2
+    parameters: {{weight: 0.4, density: 0.4}}
+parameters: {{epsilon: 0.15}}
+dtype: float32
+""", True),
+    "breadcrumbs": ("""merge_method: breadcrumbs
+base_model: {root}/base
+models:
+  - model: {root}/ft1
+    parameters: {{weight: 0.6, density: 0.8}}
+  - model: {root}/ft2
+    parameters: {{weight: 0.4, density: 0.7, gamma: 0.05}}
+dtype: float32
+""", False),
+    "breadcrumbs_ties": ("""merge_method: breadcrumbs_ties
+base_model: {root}/base
+models:
+  - model: {root}/ft1
+    parameters: {{weight: 1.0, density: 0.9}}
+  - model: {root}/ft2
+    parameters: {{weight: 0.5, density: 0.8}}
+parameters: {{gamma: 0.02, normalize: true}}
+dtype: float32
+""", False),
 }
 
 

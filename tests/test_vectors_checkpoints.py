@@ -211,7 +211,7 @@ def test_command_merges_and_dry_run_reports(ckpts, tmp_path, capsys):
 @pytest.mark.parametrize("bad, message", [
     ({"slices": []}, "slices: layer slices"),
     ({"colour": 1}, "unknown config keys"),
-    ({"merge_method": "slerp"}, "merge_method='slerp'"),
+    ({"merge_method": "frankenmerge"}, "merge_method='frankenmerge'"),
     ({"parameters": {"normalize": "mean"}}, "normalize='mean'"),
     ({"parameters": {"lambda": float("nan")}}, "lambda"),
 ])

@@ -1,8 +1,9 @@
 """Task vectors and merge methods on any PyTorch / Hugging Face state dict or checkpoint: the ground floor of tvlib.
 
 Imports nothing else of tvlib and no pandas. Modules: task_vector (TaskVector, merge, align), methods
-(row-norm and top-k pruning, TIES, DARE, DARE-TIES, merge_vectors), recipe (one interface for every
-method, tensor by tensor), kernels (the per-tensor code every path runs), checkpoint (reading
+(row-norm and top-k pruning, TIES, DARE, DARE-TIES, merge_vectors), merge_methods (one module per merge
+method, and their registry), recipe (one interface for every method, tensor by tensor), kernels (the
+per-tensor code every path runs), checkpoint (reading
 safetensors checkpoints, writing merged ones), engine (streaming merges of checkpoints), config (the
 `tvlib merge` YAML), lora (peft adapters in and out), device (the device rule), io (atomic output).
 """

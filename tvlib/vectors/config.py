@@ -17,7 +17,7 @@ For example::
     include: ["*"]                # glob patterns of the tensors merged; others keep the base's value
     exclude: ["*norm*"]
 
-A config in this layout gives mergekit's model: mergekit's defaults for its methods (MERGEKIT_DEFAULTS:
+A config in this layout gives mergekit's model: mergekit's defaults for its methods (each method module's `mergekit` in tvlib.vectors.merge_methods:
 TIES normalised by the signed weights of the agreeing models, top-k per tensor with k = max(1,
 floor(density n)), + elected where the signs cancel exactly; DARE rescaled to each tensor's L1 norm),
 mergekit's booleans (`normalize: true`, `rescale: true`), a `weight` required for every model, a
@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from .device import resolve_dtype
+from .merge_methods import get as get_method
 from .recipe import ALIASES, MERGE_METHODS, Recipe
 
 __all__ = ["MergeJob", "load_config", "parse_config"]
@@ -46,15 +47,8 @@ TOP_KEYS = {"merge_method", "base_model", "models", "parameters", "dtype", "out_
 UNSUPPORTED = {"slices": "layer slices (frankenmerges)", "modules": "per-module merges",
                "tokenizer": "tokenizer surgery", "chat_template": "chat templates"}
 METHOD_KEYS = {"lambda", "normalize", "scope", "rescale", "rounding", "rank", "seed", "int8_mask", "weight", "density",
-               "zero_sum"}
-MODEL_KEYS = {"weight", "density"}
-MERGEKIT_DEFAULTS = {  # mergekit 0.1.5's merge_methods/registry.py and generalized_task_arithmetic.py
-    "task_arithmetic": {"normalize": "none"},
-    "ties": {"normalize": "signed_weights", "scope": "tensor", "rounding": "mergekit", "rescale": "none",
-             "zero_sum": "plus"},
-    "dare": {"normalize": "none", "rescale": "l1"},
-    "dare_ties": {"normalize": "none", "rescale": "l1", "zero_sum": "plus"},
-}
+               "zero_sum", "gamma", "epsilon", "t", "filter_wise"}
+MODEL_KEYS = {"weight", "density", "gamma", "epsilon"}
 
 
 @dataclass
@@ -143,8 +137,9 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
     if ALIASES.get(method, method) not in MERGE_METHODS:
         raise ValueError(f"merge_method={method!r}: expected one of {list(MERGE_METHODS)}")
     name = ALIASES.get(method, method)
-    if "base_model" not in cfg:
-        raise ValueError("base_model is missing: task vectors are differences from a base model")
+    impl = get_method(name)
+    if "base_model" not in cfg and impl.base == "required":
+        raise ValueError(f"base_model is missing: {name} needs a base model")
     models = cfg.get("models") or []
     if not isinstance(models, list) or not models:
         raise ValueError("models: expected a list of {model: <path>, parameters: {...}} entries")
@@ -152,10 +147,14 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
     bad = sorted(set(top) - METHOD_KEYS)
     if bad:
         raise ValueError(f"parameters {bad}: expected some of {sorted(METHOD_KEYS)}")
-    base = _path(cfg["base_model"], root, "base_model")
+    base = _path(cfg["base_model"], root, "base_model") if "base_model" in cfg else None
+    base_is_input = impl.base == "none"  # linear: a base_model listed under models is one more input
+    needs_weight = impl.whole is False or name == "linear"
     top_weight = _param(top["weight"], "parameters.weight") if "weight" in top else None
     top_density = _param(top["density"], "parameters.density") if "density" in top else None
+    own_options = {o: (_param(top[o], f"parameters.{o}") if o in top else None) for o in impl.model_options}
     paths, weights, densities = [], [], []
+    options: dict = {o: [] for o in impl.model_options}
     for i, m in enumerate(models):
         if not isinstance(m, dict) or "model" not in m:
             raise ValueError(f"models[{i}]: {m!r}: expected {{model: <path>, parameters: {{weight, density}}}}")
@@ -164,33 +163,45 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
         if extra:
             raise ValueError(f"models[{i}].parameters {extra}: expected some of {sorted(MODEL_KEYS)}")
         path = _path(m["model"], root, f"models[{i}].model")
-        if path == base or Path(path).resolve() == Path(base).resolve():
+        if base is not None and not base_is_input and (path == base or Path(path).resolve() == Path(base).resolve()):
             if params:
                 notes.append(f"models[{i}] is the base model: its parameters {sorted(params)} are not used "
                              "(as in mergekit)")
             continue
         paths.append(path)
         weight = _resolve(_param(params["weight"], f"models[{i}].weight") if "weight" in params else None,
-                          top_weight, None)
+                          top_weight, None if needs_weight else 1.0)
         if weight is None:
             raise ValueError(f"models[{i}] ({m['model']}): no weight: mergekit requires one for every model "
                              "(parameters: {weight: 1.0} on the model, or in the top-level parameters)")
         weights.append(weight)
         densities.append(_resolve(_param(params["density"], f"models[{i}].density") if "density" in params else None,
                                   top_density, 1.0))
+        for o, default in impl.model_options.items():
+            options[o].append(_resolve(_param(params[o], f"models[{i}].{o}") if o in params else None,
+                                       own_options[o], default))
     if not paths:
         raise ValueError("models: only the base model is listed: expected at least one model to merge into it")
-    defaults = MERGEKIT_DEFAULTS.get(name, {})
+    if name == "slerp" and len(paths) != 1:
+        raise ValueError(f"slerp interpolates between the base and one other model: got {len(paths)} other models")
+    if name == "model_stock" and len(paths) < 2:
+        raise ValueError(f"model_stock needs at least 2 fine-tuned models besides the base: got {len(paths)}")
+    if base is None:  # linear without a base: the first model gives the layout, config and tokenizer
+        base = paths[0]
+    for o in impl.shared_options:
+        if o in top:
+            options[o] = top[o] if isinstance(top[o], bool) else _param(top[o], f"parameters.{o}")
+    defaults = dict(impl.mergekit or {})
     normalize = top.get("normalize", defaults.get("normalize"))
     if isinstance(normalize, bool):
-        normalize = "signed_weights" if normalize else "none"
+        normalize = ("weights" if name == "linear" else "signed_weights") if normalize else "none"
     rescale = top.get("rescale", defaults.get("rescale"))
     if isinstance(rescale, bool):
         rescale = "l1" if rescale else "none"
     if top.get("int8_mask"):
         notes.append("int8_mask ignored: tvlib's masks are boolean already")
     recipe = Recipe(
-        name, weights, densities if name in ("magnitude", "ties", "dare", "dare_ties", "rows") else None,
+        name, weights, densities if impl.densities else None, options=options,
         lam=_param(top.get("lambda", 1.0), "lambda"), normalize=normalize,
         scope=top.get("scope", defaults.get("scope", "global")), rescale=rescale,
         rounding=top.get("rounding", defaults.get("rounding", "nearest")), rank=top.get("rank"),

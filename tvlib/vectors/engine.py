@@ -40,6 +40,7 @@ from .recipe import (
     find_thresholds,
     layer_of,
     merge_tensor,
+    merge_tensors,
     seeded_masks,
 )
 from .statedict import StateDictMismatch
@@ -130,7 +131,10 @@ class MergePlan:
                   default=2)
         out = max((self.dtypes[k].itemsize for k in self.merged), default=2)
         per_entry = raw + 4 + 4 + 4 + 3 * out  # raw bytes, fp32 base, two fp32 deltas, three output buffers
-        per_entry += {None: 0, "magnitude": 9, "dare": 13, "rows": 8, "low_rank": 16}[self.recipe.trim]
+        per_entry += {None: 0, "magnitude": 9, "dare": 13, "rows": 8, "low_rank": 16, "breadcrumbs": 14,
+                      "della": 33}[self.recipe.trim]
+        if self.recipe.whole:  # every input tensor in float32, and the result
+            per_entry += 4 * (len(self.models) + 2)
         if self.recipe.combine == "ties":
             per_entry += 6 * 4 + 1
         largest = max((self.base.infos[k].numel for k in self.merged), default=0)
@@ -153,8 +157,14 @@ class MergePlan:
             opts.update(scope=r.scope, rounding=r.rounding)
         if r.trim in ("magnitude", "dare"):
             opts.update(rescale=r.rescale)
-        if r.trim == "dare":
+        if r.trim in ("dare", "della"):
             opts.update(seed=r.seed)
+        if r.trim in ("della", "breadcrumbs"):
+            opts.update(rescale=r.rescale)
+        opts.update({k: v for k, v in r.options.items() if not isinstance(v, tuple) or k in r.impl.shared_options})
+        for k, v in r.options.items():
+            if k in r.impl.model_options:
+                opts[k] = list(v)
         if r.combine == "ties":
             opts.update(zero_sum=r.zero_sum)
         if r.gradients:
@@ -350,6 +360,21 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
             d = pool.take("delta0" if i == 0 else "delta", shape, wide).copy_(x)
             yield d.sub_(b)
 
+    def whole(key: str) -> Tensor:
+        """A method of whole tensors: every model's tensor (and the base's) in float32, merged."""
+        wide = torch.promote_types(base_ck.infos[key].dtype, torch.float32)
+        named = [(f"model {i} ({ck.name})", ck) for i, ck in enumerate(cks)]
+        if recipe.impl.base == "required":
+            named.append((f"base ({base_ck.name})", base_ck))
+        tensors = []
+        for who, ck in named:
+            x = ck.read(key)
+            if not allow_nonfinite and not is_finite(x):
+                raise NonFiniteError(f"{who}: {key} holds NaN or infinite values (allow_nonfinite=True lets them through)")
+            tensors.append(x.to(wide))
+        base_t = tensors.pop() if recipe.impl.base == "required" else None
+        return merge_tensors(recipe, key, tensors, base_t)
+
     def all_deltas(key: str):  # the threshold passes: every chunk of every vector, in order
         for part in pieces(key):
             yield from deltas(key, part)
@@ -377,8 +402,11 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                     background.write(k, base_ck.read(k).to(out_dtype), False)
                     continue
                 for part in pieces(k):
-                    acc = merge_tensor(recipe, k, deltas(k, part), state, inplace=True)
-                    acc.add_(current.pop("base"))
+                    if recipe.whole:
+                        acc = whole(k)
+                    else:
+                        acc = merge_tensor(recipe, k, deltas(k, part), state, inplace=True)
+                        acc.add_(current.pop("base"))
                     buf = pool.take(f"out{j % 3}", acc.shape, out_dtype)
                     result = cast_checked(acc, out_dtype, k, allow_nonfinite=allow_nonfinite, out=buf)
                     background.write(k, result, part is not None)

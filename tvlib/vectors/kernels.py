@@ -33,8 +33,13 @@ __all__ = [
     "dare_tensor",
     "finite_range",
     "fraction",
+    "band_mask",
+    "della_keep_probability",
     "l1_rescale",
+    "linear_tensor",
     "low_rank_factors",
+    "model_stock_tensor",
+    "slerp_tensor",
     "row_mask",
     "top_mask",
     "topk_tensor",
@@ -193,6 +198,83 @@ def topk_tensor(delta: Tensor, density: float, rounding: str = "nearest", scratc
     mask, _ = top_mask(mag, sel.threshold, sel.room,
                        None if scratch is None else scratch.take("mask", delta.shape, torch.bool))
     return delta.mul_(mask) if inplace else delta * mask
+
+
+def band_mask(mag: Tensor, keep: int, skip_top: int) -> Tensor:
+    """Mask of the entries ranked skip_top, ..., skip_top + keep - 1 by descending magnitude (ties by
+    position): the largest `skip_top` dropped as outliers, the next `keep` kept (Model Breadcrumbs)."""
+    n = mag.numel()
+
+    def top(k: int) -> Tensor:
+        sel = KthLargest(k, n, mag.dtype)
+        while not sel.done:
+            sel.feed(mag)
+            sel.end_pass()
+        return top_mask(mag, sel.threshold, sel.room)[0]
+
+    upper = top(skip_top + keep)
+    return upper if skip_top == 0 else upper & ~top(skip_top)
+
+
+def della_keep_probability(delta: Tensor, density: float, epsilon: float) -> Tensor:
+    """DELLA's MagPrune keep probabilities (Deep et al. 2024, as mergekit computes them): within each row
+    (a 1-D tensor is one row), entries ranked by magnitude get probabilities spread linearly from
+    density - epsilon (smallest) to density + epsilon (largest)."""
+    if not (0 < density - epsilon and density + epsilon < 1):
+        raise ValueError(f"density={density}, epsilon={epsilon}: DELLA needs density +/- epsilon inside (0, 1)")
+    rows = delta.unsqueeze(0) if delta.ndim < 2 else delta
+    ranks = torch.argsort(torch.argsort(rows.abs(), dim=1, descending=False), dim=1).to(delta.dtype) + 1
+    lo, hi = ranks.min(dim=1, keepdim=True).values, ranks.max(dim=1, keepdim=True).values
+    spread = ((ranks - lo) / (hi - lo)).clamp(0, 1)
+    return ((density - epsilon) + spread * 2 * epsilon).reshape(delta.shape)
+
+
+def linear_tensor(tensors: list[Tensor], weights: tuple[float, ...], normalize: bool) -> Tensor:
+    """sum_i w_i x_i (divided by sum_i w_i when normalize): a weighted average of whole models (model soups)."""
+    out = torch.zeros_like(tensors[0])
+    for x, w in zip(tensors, weights):
+        out.add_(x, alpha=w)
+    return out.div_(sum(weights)) if normalize else out
+
+
+def slerp_tensor(t: float, v0: Tensor, v1: Tensor, dot_threshold: float = 0.9995, eps: float = 1e-8) -> Tensor:
+    """Spherical interpolation from v0 (t = 0) to v1 (t = 1) of the flattened tensors, linear where they are
+    (anti)parallel (|cos| > dot_threshold): mergekit's slerp."""
+    a, b = v0.reshape(-1), v1.reshape(-1)
+    if a.numel() == 0:
+        return v0.clone()
+    na, nb = torch.linalg.vector_norm(a), torch.linalg.vector_norm(b)
+    na, nb = (na if na > eps else torch.ones_like(na)), (nb if nb > eps else torch.ones_like(nb))
+    dot = ((a / na) * (b / nb)).sum().clamp(-1, 1)
+    if dot.abs() > dot_threshold:
+        return ((1 - t) * a + t * b).reshape(v0.shape)
+    theta = torch.acos(dot)
+    s = torch.sin(theta)
+    return (torch.sin((1 - t) * theta) / s * a + torch.sin(t * theta) / s * b).reshape(v0.shape)
+
+
+def model_stock_tensor(base: Tensor, tensors: list[Tensor], filter_wise: bool = False) -> Tensor:
+    """Model Stock (Jang et al. 2024, as mergekit computes it): t = n cos / (1 + (n - 1) cos) from the mean
+    pairwise cosine of the fine-tuned offsets (of the whole tensor, or of each row with filter_wise), then
+    t * mean(models) + (1 - t) * base; the base where the denominator vanishes."""
+    shape = base.shape
+    if filter_wise:
+        w0 = base.unsqueeze(0) if base.ndim == 1 else base
+        ws = [x.unsqueeze(0) if x.ndim == 1 else x for x in tensors]
+    else:
+        w0, ws = base.reshape(-1), [x.reshape(-1) for x in tensors]
+    offsets = [x - w0 for x in ws]
+    cos = []
+    for i, a in enumerate(offsets):
+        for b in offsets[i + 1:]:
+            norms = torch.norm(a, dim=-1) * torch.norm(b, dim=-1)
+            cos.append(((a * b).sum(dim=-1) / norms.clamp(min=1e-6)).clamp(-1, 1))
+    c = torch.stack(cos).mean(dim=0).unsqueeze(-1)
+    n = len(ws)
+    denominator = 1 + (n - 1) * c
+    singular = denominator.abs() < 1e-6
+    t = torch.where(singular, torch.zeros_like(c), n * c / torch.where(singular, torch.ones_like(c), denominator))
+    return (t * (sum(ws) / n) + (1 - t) * w0).reshape(shape)
 
 
 def row_mask(delta: Tensor, *, keep: float | None = None, threshold: float | None = None) -> Tensor:

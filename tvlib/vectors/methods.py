@@ -92,14 +92,16 @@ def run_recipe(recipe: Recipe, vectors: Sequence[TaskVector], *, generator: torc
     key, vector by vector; else from the recipe's seed, as the streaming engine draws them.
     """
     vectors, _ = _check_vectors(vectors, recipe.weights)
+    if recipe.whole:
+        raise ValueError(f"method={recipe.method!r} merges whole models, not task vectors: use merge_checkpoints")
     keys = vectors[0].keys()
     chosen = [k for k in keys if recipe.selects(k)]
     if recipe.is_global:  # a global top-k breaks ties in sorted key order, as the streaming engine does
         chosen = sorted(chosen)
     state = MergeState()
-    if recipe.trim == "dare" and masks is not None:
+    if recipe.trim in ("dare", "della") and masks is not None:
         state.masks = masks
-    elif recipe.trim == "dare":
+    elif recipe.trim in ("dare", "della"):
         if generator is not None:
             if not isinstance(generator, torch.Generator):
                 raise TypeError(f"generator is a {type(generator).__name__}: expected a torch.Generator")

@@ -1,19 +1,12 @@
 """One interface for every merge method, tensor by tensor: what both the in-memory API
 (methods.merge_vectors) and the streaming engine (engine.merge_checkpoints) run.
 
-A Recipe names a method and its options; `merge_tensor` merges one tensor of n task vectors, fed one
-delta at a time, so nothing holds more than a few tensors. Methods (each a trim of every task vector,
-then a combination):
-
-- task_arithmetic: no trim; sum_i w_i tau_i.
-- magnitude: top-k magnitudes (density; scope global or tensor); sum.
-- ties: top-k magnitudes; TIES sign election and mean of the agreeing entries (normalize).
-- dare: random drop (keep probability density) and rescale; sum.
-- dare_ties: random drop and rescale; TIES election and mean.
-- rows: keep the fraction density of each matrix's rows by norm (Corollary 2); sum.
-- low_rank: best rank-r approximation of each matrix; sum.
-
-and the result is lam * combination. Parameters (weight, density, lam) may vary per tensor: a float, or
+A Recipe names a method (tvlib.vectors.merge_methods: one module per method) and its options;
+`merge_tensor` resolves the parameters of one tensor once (Recipe.at) and hands the tensor's inputs to
+the method, which calls the kernels: for the trim-and-combine methods (task_arithmetic, magnitude, ties,
+dare, dare_ties, rows, low_rank, breadcrumbs, breadcrumbs_ties, della, della_linear) the deltas are fed
+one at a time, so nothing holds more than a few tensors, and the result is lam * combination; the
+methods of whole tensors (linear, slerp, model_stock) get every input tensor. Parameters (weight, density, lam) may vary per tensor: a float, or
 a list of (filter, value) pairs where the first filter that is a substring of the key wins (None or
 "*" matches every key), as in mergekit's configs. A value may be a gradient, a tuple of numbers
 interpolated over the layers as mergekit does: layer i of L takes t = i / (L - 1) (t = 1 when L = 1),
@@ -36,6 +29,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from . import merge_methods
+from .merge_methods import TrimCall
 from .kernels import (
     NORMALIZE,
     ROUNDING,
@@ -45,13 +40,7 @@ from .kernels import (
     TiesSum,
     count_kept,
     dare_mask,
-    dare_tensor,
     fraction,
-    l1_rescale,
-    low_rank_factors,
-    row_mask,
-    top_mask,
-    topk_tensor,
 )
 
 __all__ = [
@@ -63,6 +52,7 @@ __all__ = [
     "find_thresholds",
     "layer_of",
     "merge_tensor",
+    "merge_tensors",
     "seeded_masks",
     "value_at",
 ]
@@ -70,11 +60,8 @@ __all__ = [
 Value = float | Sequence[float]  # a number, or a gradient over the layers
 Param = Value | Sequence[tuple[str | None, Value]]
 
-TRIMS = {"task_arithmetic": None, "magnitude": "magnitude", "ties": "magnitude", "dare": "dare",
-         "dare_ties": "dare", "rows": "rows", "low_rank": "low_rank"}
-MERGE_METHODS = tuple(TRIMS)
-ALIASES = {"sum": "task_arithmetic", "linear_task_arithmetic": "task_arithmetic", "topk": "magnitude",
-           "dare_linear": "dare", "low-rank": "low_rank"}
+MERGE_METHODS = tuple(merge_methods.METHODS)
+ALIASES = merge_methods.ALIASES
 RESCALE = ("entry", "l1", "none")
 SCOPES = ("global", "tensor")
 LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks|block)\.(\d+)\.")
@@ -148,6 +135,7 @@ class TensorParams:
     weights: tuple[float, ...]
     densities: tuple[float, ...] | None
     lam: float
+    options: dict = field(default_factory=dict)  # name -> a float per vector (model options) or one float
 
 
 @dataclass(frozen=True)
@@ -169,19 +157,35 @@ class Recipe:
     exclude: Sequence[str] = ()
     zero_sum: str = "drop"  # ties, dare_ties: where the weighted sum is exactly 0, "drop" or "plus" (mergekit)
     layers: int | None = None  # the number of layers, for gradient parameters (found from the checkpoint)
-    extra: dict = field(default_factory=dict, compare=False)
+    options: dict = field(default_factory=dict)  # the method's other parameters: a list per vector for its
+    # model options (breadcrumbs' gamma, della's epsilon), one Param for its shared ones (slerp's t)
 
     def __post_init__(self) -> None:
-        method = ALIASES.get(self.method, self.method)
-        if method not in TRIMS:
-            raise ValueError(f"method={self.method!r}: expected one of {MERGE_METHODS}")
-        object.__setattr__(self, "method", method)
+        impl = merge_methods.get(self.method)
+        object.__setattr__(self, "method", impl.name)
+        method = impl.name
         n = len(self.weights)
         if n == 0:
             raise ValueError("no task vectors: expected at least one weight")
         object.__setattr__(self, "weights", tuple(_check_param(w, f"weights[{i}]") for i, w in enumerate(self.weights)))
         object.__setattr__(self, "lam", _check_param(self.lam, "lambda"))
-        if self.trim in ("magnitude", "dare", "rows"):
+        known = {**impl.model_options, **impl.shared_options}
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ValueError(f"options {unknown} for {method}: expected some of {sorted(known)}")
+        opts = {}
+        for name, default in known.items():
+            value = self.options.get(name, default)
+            if name in impl.model_options:  # a list: one Param per vector; anything else: the same for all
+                value = list(value) if isinstance(value, list) else [value] * n
+                if len(value) != n:
+                    raise ValueError(f"{name}: got {len(value)} values for {n} vectors: expected one per vector")
+                value = tuple(_check_param(v, f"{name}[{i}]") for i, v in enumerate(value))
+            elif not isinstance(value, bool):
+                value = _check_param(value, name)
+            opts[name] = value
+        object.__setattr__(self, "options", opts)
+        if impl.densities:
             if self.densities is None:
                 raise ValueError(f"method={method!r} needs a density for every task vector")
             if len(self.densities) != n:
@@ -189,27 +193,29 @@ class Recipe:
             dens = tuple(_check_param(d, f"densities[{i}]", frac=True) for i, d in enumerate(self.densities))
             object.__setattr__(self, "densities", dens)
         if self.normalize is None:
-            object.__setattr__(self, "normalize", "count" if self.combine == "ties" else "none")
+            object.__setattr__(self, "normalize", "count" if self.combine == "ties" else
+                               "weights" if method == "linear" else "none")
         allowed = NORMALIZE if self.combine == "ties" else ("none", "weights", "signed_weights")
         if self.normalize not in allowed:
             raise ValueError(f"normalize={self.normalize!r} for {method}: expected one of {allowed}")
         if self.rescale is None:
-            object.__setattr__(self, "rescale", "entry" if self.trim == "dare" else "none")
+            object.__setattr__(self, "rescale", "entry" if self.trim in ("dare", "della") else "none")
         if self.zero_sum not in ZERO_SUM:
             raise ValueError(f"zero_sum={self.zero_sum!r}: expected one of {ZERO_SUM}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope={self.scope!r}: expected 'global' (rank all entries together) or 'tensor' (each tensor alone)")
         if self.rescale not in RESCALE:
             raise ValueError(f"rescale={self.rescale!r}: expected one of {RESCALE}")
-        if self.rescale == "entry" and self.trim != "dare":
-            raise ValueError(f"rescale='entry' (1/(1 - p) per kept entry) is DARE's: {method} takes 'l1' or 'none'")
-        if self.rescale == "l1" and self.trim not in ("dare", "magnitude"):
+        if self.rescale == "entry" and self.trim not in ("dare", "della"):
+            raise ValueError(f"rescale='entry' (1/keep probability per kept entry) is for random drops (dare, della): "
+                             f"{method} takes 'l1' or 'none'")
+        if self.rescale == "l1" and self.trim not in ("dare", "magnitude", "della", "breadcrumbs"):
             raise ValueError(f"rescale='l1' rescales what a trim drops: {method} drops nothing")
         if self.rescale == "l1" and self.is_global:
             raise ValueError("rescale='l1' rescales each tensor: it needs scope='tensor'")
         if self.rounding not in ROUNDING:
             raise ValueError(f"rounding={self.rounding!r}: expected one of {ROUNDING}")
-        if self.trim == "dare" and any(d == 0 for dens in self.densities for d in
+        if self.trim in ("dare", "della") and any(d == 0 for dens in self.densities for d in
                                        ([dens] if _scalar_param(dens) else [v for _, v in dens])):
             raise ValueError("DARE with density 0 drops everything and cannot rescale: expected density > 0")
         if self.trim == "low_rank" and (isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1):
@@ -221,6 +227,11 @@ class Recipe:
     def gradients(self) -> bool:
         """True when a parameter is a gradient over the layers (so the number of layers is needed)."""
         params = [*self.weights, *(self.densities or ()), self.lam]
+        for name, value in self.options.items():
+            if name in self.impl.model_options:
+                params += list(value)
+            elif not isinstance(value, bool):
+                params.append(value)
         return any(_gradient(p) or (not _number(p) and any(_gradient(v) for _, v in p)) for p in params)
 
     def t(self, key: str) -> float:
@@ -241,21 +252,40 @@ class Recipe:
         if dens is not None:
             for i, d in enumerate(dens):
                 fraction(d, f"densities[{i}] at {key}")
-        return TensorParams(weights, dens, value_at(self.lam, key, "lambda", t))
+        opts = {}
+        for name, value in self.options.items():
+            if isinstance(value, bool):
+                opts[name] = value
+            elif name in self.impl.model_options:
+                opts[name] = tuple(value_at(v, key, f"{name}[{i}]", t) for i, v in enumerate(value))
+            else:
+                opts[name] = value_at(value, key, name, t)
+        return TensorParams(weights, dens, value_at(self.lam, key, "lambda", t), opts)
+
+    @property
+    def impl(self) -> merge_methods.Method:
+        """The method's implementation (its module in tvlib.vectors.merge_methods)."""
+        return merge_methods.METHODS[self.method]
 
     @property
     def trim(self) -> str | None:
-        return TRIMS[self.method]
+        """The trim's family: None, "magnitude", "dare", "rows", "low_rank", "breadcrumbs", "della"."""
+        return self.impl.kind
 
     @property
     def combine(self) -> str:
-        return "ties" if self.method in ("ties", "dare_ties") else "sum"
+        return self.impl.combine
+
+    @property
+    def whole(self) -> bool:
+        """True for methods of whole tensors (linear, slerp, model_stock): they see tensors, not deltas."""
+        return self.impl.whole
 
     @property
     def elementwise(self) -> bool:
         """True when each entry is merged from the same entry of the inputs alone (given global
         thresholds), so a tensor can be streamed in chunks of its flattening."""
-        return self.trim is None or self.is_global
+        return (self.trim is None and not self.whole) or self.is_global
 
     @property
     def is_global(self) -> bool:
@@ -311,40 +341,6 @@ def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],
     return [[s.threshold, s.room] for s in sels]
 
 
-def _trim(recipe: Recipe, i: int, key: str, d: Tensor, state: MergeState, inplace: bool = False,
-          density: float | None = None) -> Tensor:
-    trim = recipe.trim
-    if trim is None:
-        return d
-    if trim == "magnitude":
-        if recipe.is_global:
-            thr, sc = state.thresholds[i], state.scratch
-            mag = d.abs() if sc is None else torch.abs(d, out=sc.take("abs", d.shape, d.dtype))
-            mask, thr[1] = top_mask(mag, thr[0], thr[1], None if sc is None else sc.take("mask", d.shape, torch.bool))
-            return d.mul_(mask) if inplace else d * mask
-        before = d.abs().sum() if recipe.rescale == "l1" else None
-        out = topk_tensor(d, density, recipe.rounding, state.scratch, inplace)
-        if before is not None and density < 1:
-            out = l1_rescale(out if inplace else out.clone(), before)
-        return out
-    if trim == "dare":
-        if density >= 1:  # mergekit: nothing dropped, nothing rescaled
-            return d
-        p = 1.0 - density
-        keep = state.masks(i, key, d, p)
-        return dare_tensor(d, keep, p, recipe.rescale)
-    if trim == "rows":
-        if d.ndim < 2:
-            return d
-        return d * row_mask(d, keep=density).unsqueeze(-1)
-    if trim == "low_rank":
-        if d.ndim == 2 and recipe.rank < min(d.shape):
-            B, A = low_rank_factors(d, recipe.rank)
-            return B @ A
-        return d
-    raise AssertionError(trim)
-
-
 def merge_tensor(recipe: Recipe, key: str, deltas: Iterable[Tensor], state: MergeState, *,
                  inplace: bool = False) -> Tensor:
     """lam * the merged delta of one tensor, from the deltas of the n vectors (yielded one at a time).
@@ -354,9 +350,16 @@ def merge_tensor(recipe: Recipe, key: str, deltas: Iterable[Tensor], state: Merg
     ties = acc = None
     total_w = 0.0
     params = recipe.at(key)
+    impl = recipe.impl
     for i, d in enumerate(deltas):
         w = params.weights[i]
-        t = _trim(recipe, i, key, d, state, inplace, None if params.densities is None else params.densities[i])
+        if impl.trim is None:
+            t = d
+        else:
+            opts = {name: params.options[name][i] for name in impl.model_options}
+            call = TrimCall(recipe, i, key, None if params.densities is None else params.densities[i], opts, state,
+                            inplace)
+            t = impl.trim(d, call)
         if recipe.combine == "ties":
             if ties is None:
                 ties = TiesSum(t, recipe.normalize, state.scratch, recipe.zero_sum)
@@ -372,3 +375,9 @@ def merge_tensor(recipe: Recipe, key: str, deltas: Iterable[Tensor], state: Merg
     if recipe.normalize != "none" and abs(total_w) >= 1e-8:  # mergekit's normalize for task arithmetic
         acc.div_(total_w)
     return acc if lam == 1.0 else acc.mul_(lam)
+
+
+def merge_tensors(recipe: Recipe, key: str, tensors: Sequence[Tensor], base: Tensor | None) -> Tensor:
+    """The merged tensor `key` of a method of whole tensors (linear, slerp, model_stock), from the models'
+    tensors and the base's (None for linear)."""
+    return recipe.impl.merge(list(tensors), base, recipe.at(key), recipe)
