@@ -176,8 +176,8 @@ def chapter_params(stem: str) -> type | None:
     for name in _PARAMS_MODULES:
         try:
             importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
+        except ModuleNotFoundError as err:  # an experiment package that is not there (or not yet)
+            if not (err.name and (name == err.name or name.startswith(err.name + "."))):
                 raise
     todo, found = list(Params.__subclasses__()), None
     while todo:
