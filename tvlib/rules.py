@@ -172,10 +172,9 @@ def against_baseline(rule: Callable[..., Verdict], measured: Any, baseline: Any,
     with the baseline's numbers added to its detail.
     """
     v, b = rule(measured, *args, **kw), rule(baseline, *args, **kw)
-    detail = f"{v.detail}; {name}: {b.word} ({b.detail})"
     if b.holds:
-        return Verdict("trivial", False, f"{name} already passes: {detail}")
-    return Verdict(v.word, v.holds, detail)
+        return Verdict("trivial", False, f"{v.detail}; {name} already passes: {b.detail}")
+    return Verdict(v.word, v.holds, f"{v.detail}; {name}: {b.word} ({b.detail})")
 
 
 def judge(rule: Callable[..., Verdict], per_seed: Sequence[float], *args: Any, **kw: Any) -> Verdict | str:
