@@ -47,7 +47,8 @@ from .statedict import StateDictMismatch
 
 __all__ = ["MARKER", "RUNTIME_BYTES", "MergePlan", "check_output", "merge_checkpoints", "plan_merge"]
 
-MARKER = "tvlib_merge.json"  # written into every merge output: what made it (and so what may be replaced)
+MARKER = "tvlib_merge.json"  # written into every merge output: what made it (and so what may be replaced;
+# outputs of the command before it are known by the tvlib_merge.yaml it wrote)
 
 RUNTIME_BYTES = 280 * 10**6  # resident memory of Python, torch and tvlib before any tensor (measured)
 CHUNK = 1 << 22  # entries per piece of a tensor when the recipe is elementwise
@@ -80,7 +81,7 @@ def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force:
         if real == root or real in root.parents:
             raise FileExistsError(f"output {out} is (or holds) the input model {ck.name}: writing it would replace "
                                   "an input (--force / force=True to do it anyway)")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in (MARKER, "tvlib_merge.yaml")):
         raise FileExistsError(f"output {out} is a non-empty folder that is not a tvlib merge output: not replacing "
                               "it (--force / force=True replaces it)")
 
