@@ -204,6 +204,9 @@ def test_command_merges_and_dry_run_reports(ckpts, tmp_path, capsys):
     assert got["model.layers.0.mlp.up_proj.weight"].dtype == torch.float32
     assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "float32"
     assert "merge_method: ties" in (tmp_path / "out" / "tvlib_merge.yaml").read_text()
+    card = (tmp_path / "out" / "README.md").read_text()  # a model card: metadata, inputs, method, config
+    assert card.startswith("---\nbase_model: ") and "- merge" in card and "by **ties**" in card
+    assert f"`{root}/ft1`: weight 0.7, density 0.2" in card and "merge_method: ties" in card
     ref = load_state_dict(root / "base")
     assert torch.equal(got["model.norm.weight"], ref["model.norm.weight"].float())  # excluded: the base's
 
@@ -378,3 +381,25 @@ def test_sigterm_removes_the_partial_output_and_stale_temporaries_are_swept(ckpt
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 128 + signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ta.yaml"]  # no output, no temporary
+
+
+def test_the_progress_bar_counts_every_byte_written(ckpts, tmp_path, monkeypatch):
+    from tvlib.vectors import engine
+
+    seen = {}
+
+    class Bar:
+        def __init__(self, total, name):
+            seen.update(total=total, done=0, closed=False)
+
+        def update(self, n):
+            seen["done"] += n
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setattr(engine, "_progress", Bar)
+    root, _ = ckpts
+    summary = merge_checkpoints(root / "base", models(root), Recipe("ties", [1.0, 1.0], [0.5, 0.5]), tmp_path / "o",
+                                progress=True)
+    assert seen == {"total": summary["bytes"], "done": summary["bytes"], "closed": True}

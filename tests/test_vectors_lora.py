@@ -117,3 +117,35 @@ def test_a_whole_model_round_trip_through_peft_keeps_the_embeddings(tmp_path, ti
         changed += not torch.equal(expected[k], base.state_dict()[k])
     assert not torch.equal(got[emb], base.state_dict()[emb])  # the embedding delta arrived
     assert changed == len(low.factors) + (1 if tie else 0)  # a tied lm_head moves with its embedding
+
+
+def test_extract_lora_writes_an_adapter_peft_loads(tmp_path, capsys):
+    """A fine-tune whose matrices moved by rank-2 deltas (embeddings included) comes back exactly at rank 2."""
+    from tvlib.vectors.cli import main
+
+    base = tiny()
+    ft = tiny()
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for name, p in ft.named_parameters():
+            if p.ndim == 2:
+                p += 0.05 * torch.randn(p.shape[0], 2, generator=gen) @ torch.randn(2, p.shape[1], generator=gen)
+            else:
+                p += 0.01  # norms: not a matrix, left out with a note
+    base.save_pretrained(tmp_path / "base")
+    ft.save_pretrained(tmp_path / "ft")
+    assert main(["extract-lora", str(tmp_path / "base"), str(tmp_path / "ft"), str(tmp_path / "lora"),
+                 "--rank", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "rank-2 LoRA adapter" in captured.out and "non-matrix deltas are not in the adapter" in captured.err
+    merged = peft.PeftModel.from_pretrained(tiny(), tmp_path / "lora").merge_and_unload().state_dict()
+    want = ft.state_dict()
+    for k, v in base.state_dict().items():
+        if v.ndim == 2:
+            torch.testing.assert_close(merged[k], want[k], rtol=1e-4, atol=1e-5)
+        else:
+            assert torch.equal(merged[k], v)
+    assert main(["extract-lora", str(tmp_path / "base"), str(tmp_path / "ft"), str(tmp_path / "lora"),
+                 "--rank", "1"]) == 0  # an earlier adapter is replaced
+    assert main(["extract-lora", str(tmp_path / "base"), str(tmp_path / "ft"), str(tmp_path / "base"),
+                 "--rank", "1"]) == 2  # an input is not

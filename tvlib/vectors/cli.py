@@ -1,4 +1,5 @@
-"""The `tvlib` command: `tvlib merge CONFIG OUT` merges checkpoints as a config file says (--dry-run: only say what it would do)."""
+"""The `tvlib` command: `tvlib merge CONFIG OUT` merges checkpoints as a config file says (--dry-run: only say
+what it would do); `tvlib extract-lora BASE FT OUT --rank r` writes FT - BASE as a peft LoRA adapter."""
 
 from __future__ import annotations
 
@@ -30,10 +31,26 @@ def _merge(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     summary = merge_checkpoints(job.base, job.models, job.recipe, args.out, dtype=job.dtype, max_shard_size=shard,
                                 strict=strict, allow_nonfinite=allow, extra_files={"tvlib_merge.yaml": job.text},
-                                threads=args.threads, log=lambda s: print(s, file=sys.stderr), force=args.force)
+                                threads=args.threads, log=lambda s: print(s, file=sys.stderr), force=args.force,
+                                progress=True)
     print(f"merged {summary['merged']} tensors ({summary['copied']} copied from the base) of "
           f"{len(job.models)} model(s) by {job.recipe.method} into {args.out}: "
           f"{summary['bytes'] / 1e6:,.1f} MB in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _extract_lora(args: argparse.Namespace) -> int:
+    from .lora import extract_lora
+
+    t0 = time.perf_counter()
+    summary = extract_lora(args.base, args.finetuned, args.out, args.rank, force=args.force)
+    print(f"wrote a rank-{args.rank} LoRA adapter of {summary['matrices']} matrices to {args.out}: relative error "
+          f"{summary['relative_error']:.3g} (Frobenius, over the matrices) in {time.perf_counter() - t0:.1f} s")
+    left = summary["left_out"]
+    if left:
+        worst = max(left, key=left.get)
+        print(f"note: {len(left)} non-matrix deltas are not in the adapter (a LoRA holds matrices only), "
+              f"largest |delta| {left[worst]:.3g} in {worst}", file=sys.stderr)
     return 0
 
 
@@ -53,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--allow-nonfinite", action="store_true", help="let NaN/inf values through instead of failing")
     m.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the merge is memory-bound)")
     m.add_argument("--no-strict", action="store_true", help="copy the base's value where the models' keys differ")
+    x = sub.add_parser("extract-lora", help="write finetuned - base as a rank-r peft LoRA adapter",
+                       description="The best rank-r approximation (truncated SVD) of every weight matrix of "
+                                   "FINETUNED - BASE, written as a LoRA adapter that peft loads on BASE.")
+    x.add_argument("base", help="the base checkpoint (directory, .safetensors file or Hugging Face id)")
+    x.add_argument("finetuned", help="the fine-tuned checkpoint")
+    x.add_argument("out", help="output directory of the adapter")
+    x.add_argument("--rank", type=int, required=True, help="the rank r of every matrix's approximation")
+    x.add_argument("--force", action="store_true", help="replace OUT even if it is a non-empty folder of other files")
     args = parser.parse_args(argv)
 
     def terminate(signum, frame):  # SLURM, docker stop: unwind, so the partial output is removed
@@ -60,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return _merge(args)
+        return _merge(args) if args.command == "merge" else _extract_lora(args)
     except (ValueError, OSError, TypeError) as err:  # OSError: FileNotFoundError, PermissionError, disk full, ...
         print(f"tvlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -59,10 +59,37 @@ def _size(nbytes: float) -> str:
     return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"
 
 
-def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force: bool = False) -> None:
+def _progress(total: int, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=f"merging {name}", disable=None, leave=False)
+
+
+def model_card(plan: MergePlan, name: str, config: str | None = None) -> str:
+    """The README.md of a merge output: Hugging Face model-card metadata, the inputs, the method and its options."""
+    r = plan.recipe
+    lines = ["---", f"base_model: {json.dumps(plan.base.name)}" if r.impl.base == "required" else "base_model:",
+             *([f"- {json.dumps(m.name)}" for m in plan.models] if r.impl.base != "required" else []),
+             "library_name: transformers", "tags:", "- merge", "- tvlib", "---", "", f"# {name}", "",
+             f"Merged with `tvlib merge` by **{r.method}** ({r.impl.summary}).", "", "## Inputs", ""]
+    if r.impl.base == "required":
+        lines.append(f"- base: `{plan.base.name}`")
+    for i, m in enumerate(plan.models):
+        dens = f", density {r.densities[i]}" if r.densities is not None else ""
+        lines.append(f"- `{m.name}`: weight {r.weights[i]}{dens}")
+    lines += ["", f"{len(plan.merged)} tensors merged, {len(plan.copied)} copied from "
+              f"`{plan.base.name}`.", ""]
+    if config:
+        lines += ["## Configuration", "", "```yaml", config.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force: bool = False,
+                 markers: Sequence[str] = (MARKER, "tvlib_merge.yaml")) -> None:
     """Refuse an output that cannot or should not be written, before any weight is read: OUT that is a
     file, under a file, in a folder that cannot be written, that is (or holds) an input model, or a
-    non-empty folder that is not an earlier tvlib merge output (force=True replaces the last two)."""
+    non-empty folder that is not an earlier tvlib output, known by one of its `markers` files (force=True
+    replaces the last two)."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output {out} is a file: expected a directory (new, or an earlier tvlib merge output)")
@@ -81,7 +108,7 @@ def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force:
         if real == root or real in root.parents:
             raise FileExistsError(f"output {out} is (or holds) the input model {ck.name}: writing it would replace "
                                   "an input (--force / force=True to do it anyway)")
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in (MARKER, "tvlib_merge.yaml")):
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in markers):
         raise FileExistsError(f"output {out} is a non-empty folder that is not a tvlib merge output: not replacing "
                               "it (--force / force=True replaces it)")
 
@@ -299,6 +326,7 @@ def merge_checkpoints(
     chunk: int = CHUNK,
     log: Callable[[str], None] | None = None,
     force: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Merge fine-tuned checkpoints into base by `recipe`, streaming, and write `out` (a from_pretrained
     directory); returns a summary (tensors, passes, seconds, bytes written).
@@ -311,7 +339,8 @@ def merge_checkpoints(
     writing runs in a second thread. chunk: entries per piece when the recipe is elementwise (task
     arithmetic, global top-k, TIES): memory then depends on the chunk, not on the largest tensor.
     force: replace an `out` that is an input or a non-empty folder other than an earlier merge output
-    (check_output; refused otherwise, before any weight is read).
+    (check_output; refused otherwise, before any weight is read). progress: a tqdm bar of the bytes
+    written, on stderr when it is a terminal.
     """
     before = torch.get_num_threads()
     if threads is not None:
@@ -319,13 +348,13 @@ def merge_checkpoints(
     try:
         return _merge(base, models, recipe, out, dtype=dtype, max_shard_size=max_shard_size, strict=strict,
                       allow_nonfinite=allow_nonfinite, masks=masks, extra_files=extra_files, chunk=chunk, log=log,
-                      force=force)
+                      force=force, progress=progress)
     finally:
         torch.set_num_threads(before)
 
 
 def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_nonfinite, masks, extra_files, chunk,
-           log, force) -> dict:
+           log, force, progress) -> dict:
     t0 = time.perf_counter()
     plan = plan_merge(base, models, recipe, dtype=dtype, strict=strict)
     base_ck, cks, recipe = plan.base, plan.models, plan.recipe
@@ -395,10 +424,13 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
     with atomic_path(out, directory=True) as tmp:
         writer = ShardWriter(tmp, entries, parse_size(max_shard_size))
         background = _BackgroundWriter(writer)
+        bar = _progress(writer.total, Path(out).name) if progress else None
         ok = False
         try:
             j = 0
-            for k, out_dtype, _ in entries:
+            for k, out_dtype, shape in entries:
+                if bar is not None:
+                    bar.update(int(torch.Size(shape).numel()) * out_dtype.itemsize)
                 if k not in merged:
                     background.write(k, base_ck.read(k).to(out_dtype), False)
                     continue
@@ -416,10 +448,13 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
             ok = True
         finally:
             background.close(ok)
+            if bar is not None:
+                bar.close()
         copy_support_files(base_ck.root if base_ck.root.is_dir() else None, tmp,
                            dtype=dtype if dtype is not None else None)
         for name, text in (extra_files or {}).items():
             write_text(tmp / name, text)
+        write_text(tmp / "README.md", model_card(plan, Path(out).name, (extra_files or {}).get("tvlib_merge.yaml")))
         write_text(tmp / MARKER, json.dumps(
             {"method": recipe.method, "base": base_ck.name, "models": [ck.name for ck in cks]}, indent=1) + "\n")
     for ck in (base_ck, *cks):

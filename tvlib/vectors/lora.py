@@ -25,7 +25,7 @@ from .statedict import wide
 if TYPE_CHECKING:
     from .task_vector import TaskVector
 
-__all__ = ["EMBEDDINGS", "from_peft", "to_peft"]
+__all__ = ["EMBEDDINGS", "extract_lora", "from_peft", "to_peft"]
 
 EMBEDDINGS = (*INPUT_EMBEDDINGS, "wpe.weight", "embed_positions.weight", "position_embeddings.weight",
               "token_type_embeddings.weight")  # weight keys of nn.Embedding modules in Hugging Face models
@@ -120,3 +120,44 @@ def to_peft(tv: TaskVector, path: str | os.PathLike, *, base_model_name_or_path:
     with atomic_path(path, directory=True) as tmp:
         config.save_pretrained(str(tmp))
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def extract_lora(base: str | os.PathLike, finetuned: str | os.PathLike, out: str | os.PathLike, rank: int, *,
+                 force: bool = False) -> dict:
+    """Write the best rank-`rank` approximation of finetuned - base, matrix by matrix (truncated SVD), as a
+    peft LoRA adapter directory; reads one tensor of each checkpoint at a time. Returns a summary: the
+    matrices written, the dense deltas left out (norms, biases: a LoRA adapter holds matrices only) with
+    their largest |delta|, and the relative Frobenius error of the approximation over the matrices.
+    """
+    from .checkpoint import open_checkpoint, tied_embeddings
+    from .engine import check_output
+    from .kernels import low_rank_factors
+    from .task_vector import TaskVector
+
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank={rank!r}: expected an int >= 1")
+    base_ck, ft_ck = open_checkpoint(base), open_checkpoint(finetuned)
+    check_output(out, [base_ck, ft_ck], force=force, markers=("adapter_config.json",))
+    tie = tied_embeddings(base_ck.config, base_ck.keys())
+    factors, left_out = {}, {}
+    err2 = total2 = 0.0
+    for k, info in base_ck.infos.items():
+        if not info.dtype.is_floating_point or (tie and k == tie[1]):
+            continue
+        if k not in ft_ck or ft_ck.infos[k].shape != info.shape:
+            raise ValueError(f"{k}: {info.shape} in the base, "
+                             f"{ft_ck.infos[k].shape if k in ft_ck else 'missing'} in the fine-tuned model")
+        delta = ft_ck.read(k).float() - base_ck.read(k).float()
+        if delta.ndim != 2 or not k.endswith(".weight"):
+            if delta.abs().max() > 0:
+                left_out[k] = float(delta.abs().max())
+            continue
+        B, A = low_rank_factors(delta, min(rank, *delta.shape))
+        err2 += float((delta - B @ A).pow(2).sum())
+        total2 += float(delta.pow(2).sum())
+        factors[k] = (B, A)
+    TaskVector({}, factors=factors).to_peft(out, base_model_name_or_path=str(base))
+    for ck in (base_ck, ft_ck):
+        ck.close()
+    return {"matrices": len(factors), "left_out": left_out,
+            "relative_error": (err2 / total2) ** 0.5 if total2 > 0 else 0.0}
