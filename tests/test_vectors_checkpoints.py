@@ -403,3 +403,37 @@ def test_the_progress_bar_counts_every_byte_written(ckpts, tmp_path, monkeypatch
     summary = merge_checkpoints(root / "base", models(root), Recipe("ties", [1.0, 1.0], [0.5, 0.5]), tmp_path / "o",
                                 progress=True)
     assert seen == {"total": summary["bytes"], "done": summary["bytes"], "closed": True}
+
+
+def test_inspect_reports_cosines_ranks_and_the_theorems_lambda_ranges(tmp_path, capsys):
+    """Vectors built with known cosines: tau_1 = tau_0 (aligned, cos 1), tau_2 = -tau_0 (contradictory),
+    tau_3 orthogonal in every tensor (irrelevant); one rank-1 matrix with a single non-zero row."""
+    from tvlib.vectors.inspection import inspect_checkpoints, lambda_guidance
+
+    gen = torch.Generator().manual_seed(0)
+    base = {"model.layers.0.mlp.weight": torch.randn(8, 6, generator=gen),
+            "model.layers.1.mlp.weight": torch.randn(8, 6, generator=gen), "lm_head.weight": torch.randn(5, 6, generator=gen)}
+    tau = {k: 0.1 * torch.randn(v.shape, generator=gen) for k, v in base.items()}
+    tau["model.layers.1.mlp.weight"] = torch.zeros(8, 6)
+    tau["model.layers.1.mlp.weight"][3] = torch.arange(6.0)  # rank 1, one row
+    ortho = {k: torch.where(torch.arange(v.numel()).reshape(v.shape) % 2 == 0, 0.0, 1.0) for k, v in base.items()}
+    tau = {k: v * (1 - ortho[k]) for k, v in tau.items()}  # tau lives on even entries, tau_3 on odd ones
+    for name, sd in (("base", base), ("ft0", {k: base[k] + tau[k] for k in base}),
+                     ("ft1", {k: base[k] + tau[k] for k in base}), ("ft2", {k: base[k] - 2 * tau[k] for k in base}),
+                     ("ft3", {k: base[k] + 0.1 * ortho[k] for k in base})):
+        save_state_dict(sd, tmp_path / name)
+    got = inspect_checkpoints(tmp_path / "base", [tmp_path / f"ft{i}" for i in range(4)])
+    assert got.cosine(0, 1) == pytest.approx(1.0) and got.cosine(0, 2) == pytest.approx(-1.0)
+    assert got.cosine(0, 3) == pytest.approx(0.0, abs=1e-12)
+    assert got.total.sq[2] == pytest.approx(4 * got.total.sq[0])
+    assert set(got.layers) == {"layer 0", "layer 1", "other"}
+    assert lambda_guidance(0.4, 0, 1)[1].endswith("about 0.60 or a little more")
+    assert "no lambda learns both" in lambda_guidance(-0.5, 0, 1)[1]
+    assert "about -4" in lambda_guidance(-0.5, 0, 1)[2]
+    assert main(["inspect", str(tmp_path / "base"), str(tmp_path / "ft0"), str(tmp_path / "ft3")]) == 0
+    text = capsys.readouterr().out
+    assert "irrelevant tasks (alpha ~ 0)" in text and "theory-based guidance" in text and "assumptions:" in text
+    assert "cos(0,1)" in text and "layer 1" in text
+    one_row = inspect_checkpoints(tmp_path / "base", [tmp_path / "ft0"]).total
+    assert min(one_row.rows[0]) == pytest.approx(1 / 8)  # layer 1's matrix: one row of eight holds it all
+    assert min(one_row.ranks[0]) == pytest.approx(1.0, abs=1e-4)

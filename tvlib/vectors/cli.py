@@ -1,5 +1,6 @@
 """The `tvlib` command: `tvlib merge CONFIG OUT` merges checkpoints as a config file says (--dry-run: only say
-what it would do); `tvlib extract-lora BASE FT OUT --rank r` writes FT - BASE as a peft LoRA adapter."""
+what it would do); `tvlib extract-lora BASE FT OUT --rank r` writes FT - BASE as a peft LoRA adapter;
+`tvlib inspect BASE FT1 FT2 ...` reports what the theory needs to advise a merge."""
 
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ def _extract_lora(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from .inspection import inspect_checkpoints
+
+    print(inspect_checkpoints(args.base, args.models, svd_limit=args.svd_limit).report())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tvlib` console script."""
     parser = argparse.ArgumentParser(prog="tvlib", description="Task-vector tools for checkpoints.")
@@ -78,6 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("out", help="output directory of the adapter")
     x.add_argument("--rank", type=int, required=True, help="the rank r of every matrix's approximation")
     x.add_argument("--force", action="store_true", help="replace OUT even if it is a non-empty folder of other files")
+    i = sub.add_parser("inspect", help="what the theory needs to advise a merge: cosines, norms, ranks, lambda ranges",
+                       description="Per-layer and overall norms and cosines of the task vectors FT_i - BASE, the "
+                                   "effective rank and row concentration of their matrices, and the lambda ranges "
+                                   "the paper's Theorems 1-2 suggest (theory-based guidance, with its assumptions).")
+    i.add_argument("base", help="the base checkpoint")
+    i.add_argument("models", nargs="+", help="fine-tuned checkpoints of the same base")
+    i.add_argument("--svd-limit", type=int, default=4096,
+                   help="effective ranks only of matrices whose smaller side is at most this (default 4096)")
     args = parser.parse_args(argv)
 
     def terminate(signum, frame):  # SLURM, docker stop: unwind, so the partial output is removed
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return _merge(args) if args.command == "merge" else _extract_lora(args)
+        return {"merge": _merge, "extract-lora": _extract_lora, "inspect": _inspect}[args.command](args)
     except (ValueError, OSError, TypeError) as err:  # OSError: FileNotFoundError, PermissionError, disk full, ...
         print(f"tvlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
