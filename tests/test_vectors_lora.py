@@ -149,3 +149,34 @@ def test_extract_lora_writes_an_adapter_peft_loads(tmp_path, capsys):
                  "--rank", "1"]) == 0  # an earlier adapter is replaced
     assert main(["extract-lora", str(tmp_path / "base"), str(tmp_path / "ft"), str(tmp_path / "base"),
                  "--rank", "1"]) == 2  # an input is not
+
+
+def test_lora_adapters_are_merge_inputs(tmp_path):
+    """An adapter directory alone (on the config's base), mergekit's `model+lora` and {model, lora} give the same
+    merge as the models peft's merge_and_unload writes."""
+    import yaml
+
+    from tvlib.vectors import load_state_dict, merge_checkpoints
+    from tvlib.vectors.config import parse_config
+
+    tiny().save_pretrained(tmp_path / "base")
+    for seed, targets in ((1, ["q_proj", "v_proj", "embed_tokens"]), (2, ["o_proj", "up_proj"])):
+        torch.manual_seed(seed)
+        cfg = peft.LoraConfig(r=2, lora_alpha=4, target_modules=targets, init_lora_weights=False)
+        model = peft.get_peft_model(tiny(), cfg)
+        model.save_pretrained(tmp_path / f"lora{seed}")
+        model.merge_and_unload().save_pretrained(tmp_path / f"merged{seed}")
+    for first in (str(tmp_path / "lora1"), f"{tmp_path / 'base'}+{tmp_path / 'lora1'}"):
+        config = {"merge_method": "ties", "base_model": str(tmp_path / "base"), "dtype": "float32",
+                  "models": [{"model": first, "parameters": {"weight": 0.7, "density": 0.5}},
+                             {"model": {"model": str(tmp_path / "base"), "lora": str(tmp_path / "lora2")},
+                              "parameters": {"weight": 0.4, "density": 0.5}}]}
+        job = parse_config(yaml.safe_load(yaml.safe_dump(config)))
+        merge_checkpoints(job.base, job.models, job.recipe, tmp_path / "from-adapters", dtype=job.dtype)
+        job.models = [str(tmp_path / "merged1"), str(tmp_path / "merged2")]
+        merge_checkpoints(job.base, job.models, job.recipe, tmp_path / "from-merged", dtype=job.dtype)
+        got, want = load_state_dict(tmp_path / "from-adapters"), load_state_dict(tmp_path / "from-merged")
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+        emb = "model.embed_tokens.weight"
+        assert not torch.equal(got[emb], load_state_dict(tmp_path / "base")[emb])  # the embedding's LoRA arrived

@@ -197,8 +197,18 @@ class Checkpoint:
 
 
 def open_checkpoint(source: str | os.PathLike | Checkpoint, name: str | None = None) -> Checkpoint:
-    """A Checkpoint for a directory, a .safetensors file or a hub id (a Checkpoint is returned as it is)."""
-    return source if isinstance(source, Checkpoint) else Checkpoint(source, name)
+    """A Checkpoint for a directory, a .safetensors file or a hub id (a Checkpoint is returned as it is);
+    "MODEL+ADAPTER" (mergekit's notation) for a model with a peft LoRA adapter applied (lora.LoraCheckpoint)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    text = os.fspath(source)
+    if "+" in text and not Path(text).expanduser().exists():
+        model, _, adapter = text.rpartition("+")
+        from .lora import LoraCheckpoint, is_adapter
+
+        if is_adapter(adapter):
+            return LoraCheckpoint(model, adapter, name)
+    return Checkpoint(source, name)
 
 
 def load_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:

@@ -111,15 +111,23 @@ def _resolve(own: Any, top: Any, default: Any) -> Any:
     return entries[0][1] if len(entries) == 1 and entries[0][0] in (None, "*") else tuple(entries)
 
 
-def _path(value: Any, root: Path, where: str) -> str:
+def _path(value: Any, root: Path, where: str, base: str | None = None) -> str:
+    """A model reference as a path: a directory, file or hub id; a LoRA adapter as "MODEL+ADAPTER" (mergekit's
+    `model+lora` string or {model, lora} mapping, or an adapter directory alone, applied to `base`)."""
     if isinstance(value, dict) and "model" in value:  # mergekit's {model: ..., lora: ...} form
-        if value.get("lora"):
-            raise ValueError(f"{where}: a LoRA on top of a model is not read by tvlib merge: merge it first")
-        value = value["model"]
+        lora = value.get("lora")
+        model = _path(value["model"], root, where)
+        return model if not lora else f"{model}+{_path(lora, root, where)}"
     if not isinstance(value, str):
         raise TypeError(f"{where}: {value!r}: expected a path or a Hugging Face id")
     p = Path(value).expanduser()
-    return str(p if p.is_absolute() or not (root / p).exists() else root / p)
+    if not (p.exists() or (root / p).exists()) and "+" in value:
+        model, _, lora = value.rpartition("+")
+        return f"{_path(model, root, where)}+{_path(lora, root, where)}"
+    path = str(p if p.is_absolute() or not (root / p).exists() else root / p)
+    if base is not None and (Path(path) / "adapter_config.json").is_file():
+        return f"{base}+{path}"  # an adapter alone: on the base it was trained from
+    return path
 
 
 def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") -> MergeJob:
@@ -162,7 +170,7 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
         extra = sorted(set(params) - MODEL_KEYS)
         if extra:
             raise ValueError(f"models[{i}].parameters {extra}: expected some of {sorted(MODEL_KEYS)}")
-        path = _path(m["model"], root, f"models[{i}].model")
+        path = _path(m["model"], root, f"models[{i}].model", base)
         if base is not None and not base_is_input and (path == base or Path(path).resolve() == Path(base).resolve()):
             if params:
                 notes.append(f"models[{i}] is the base model: its parameters {sorted(params)} are not used "

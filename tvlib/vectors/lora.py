@@ -12,6 +12,7 @@ whose product peft transposes back to B @ A.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from .statedict import wide
 if TYPE_CHECKING:
     from .task_vector import TaskVector
 
-__all__ = ["EMBEDDINGS", "extract_lora", "from_peft", "to_peft"]
+__all__ = ["EMBEDDINGS", "LoraCheckpoint", "extract_lora", "from_peft", "is_adapter", "to_peft"]
 
 EMBEDDINGS = (*INPUT_EMBEDDINGS, "wpe.weight", "embed_positions.weight", "position_embeddings.weight",
               "token_type_embeddings.weight")  # weight keys of nn.Embedding modules in Hugging Face models
@@ -161,3 +162,115 @@ def extract_lora(base: str | os.PathLike, finetuned: str | os.PathLike, out: str
         ck.close()
     return {"matrices": len(factors), "left_out": left_out,
             "relative_error": (err2 / total2) ** 0.5 if total2 > 0 else 0.0}
+
+
+def is_adapter(path: str | os.PathLike) -> bool:
+    """True for a peft adapter directory (adapter_config.json and its weights)."""
+    from pathlib import Path
+
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def _lookup(pattern: dict, module: str, default):
+    """peft's rank_pattern / alpha_pattern: a key equal to the module name or to a dotted suffix of it."""
+    for key, value in (pattern or {}).items():
+        if module == key or module.endswith("." + key):
+            return value
+    return default
+
+
+class LoraCheckpoint:
+    """A base checkpoint with a peft LoRA adapter applied, read tensor by tensor like a Checkpoint: an adapted
+    weight is base + scale * B @ A (embeddings: peft's transposed layout), computed in float32 when read;
+    every other tensor is the base's. mergekit's `model+lora` as a merge input."""
+
+    def __init__(self, base: str | os.PathLike, adapter: str | os.PathLike, name: str | None = None) -> None:
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        from .checkpoint import TensorInfo, open_checkpoint
+
+        self.base = open_checkpoint(base)
+        adapter = Path(adapter)
+        self.source = f"{self.base.source}+{adapter}"
+        self.name = name or self.source
+        self.root, self.config = adapter, self.base.config
+        cfg = json.loads((adapter / "adapter_config.json").read_text())
+        if cfg.get("peft_type", "LORA") != "LORA" or cfg.get("use_dora"):
+            raise ValueError(f"{adapter}: a {cfg.get('peft_type')} adapter{' with DoRA' if cfg.get('use_dora') else ''}: "
+                             "tvlib reads plain LoRA adapters (delta = scale * B @ A)")
+        files = sorted(adapter.glob("adapter_model.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{adapter}: no adapter_model.safetensors (save the adapter with safetensors)")
+        weights = load_file(str(files[0]))
+        self.factors: dict[str, tuple[Tensor, Tensor, float, bool]] = {}
+        for k in weights:
+            if not k.startswith("base_model.model."):
+                raise ValueError(f"{adapter}: tensor {k}: expected peft's base_model.model.<module>.lora_* names")
+            module, _, kind = k[len("base_model.model."):].rpartition(".lora_")
+            if k.endswith(".base_layer.weight"):  # peft's copy of a LoRA-wrapped embedding's base weight
+                param = k[len("base_model.model."):-len(".base_layer.weight")] + ".weight"
+                if param not in self.base or not torch.equal(weights[k], self.base.read(param).to(weights[k].dtype)):
+                    raise ValueError(f"{adapter}: {k} differs from the base's {param} (a resized vocabulary?): "
+                                     "merge the adapter into its own base first")
+                continue
+            if kind in ("A.weight", "embedding_A"):
+                emb = kind == "embedding_A"
+                A = weights[k]
+                B = weights[k.replace("lora_A.weight", "lora_B.weight").replace("lora_embedding_A", "lora_embedding_B")]
+                r = A.shape[0]
+                alpha = _lookup(cfg.get("alpha_pattern"), module, cfg.get("lora_alpha", r))
+                scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+                self.factors[f"{module}.weight"] = (A.float(), B.float(), scale, emb or bool(cfg.get("fan_in_fan_out")))
+            elif kind not in ("B.weight", "embedding_B"):
+                raise ValueError(f"{adapter}: tensor {k}: tvlib reads LoRA factors only (no modules_to_save, no biases)")
+        missing = [k for k in self.factors if k not in self.base]
+        if missing:
+            raise ValueError(f"{adapter}: adapts {missing[:3]}, which the base {self.base.name} does not have")
+        self.infos = dict(self.base.infos)
+        for k in self.factors:
+            shape = self.base.infos[k].shape
+            self.infos[k] = TensorInfo(files[0], torch.float32, shape, 0, int(torch.Size(shape).numel()) * 4)
+
+    def delta(self, key: str) -> Tensor:
+        A, B, scale, transposed = self.factors[key]
+        d = (B @ A) * scale
+        return d.T if transposed else d
+
+    def read(self, key: str, out: Tensor | None = None, part: tuple[int, int] | None = None) -> Tensor:
+        if key not in self.factors:
+            return self.base.read(key, out=out, part=part)
+        t = self.base.read(key).float() + self.delta(key)
+        if part is not None:
+            t = t.reshape(-1)[part[0]:part[1]]
+        if out is not None:
+            view = out[: t.numel() * 4].view(torch.float32).view(t.shape)
+            return view.copy_(t)
+        return t
+
+    def keys(self) -> list[str]:
+        return list(self.infos)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.infos
+
+    def __iter__(self):
+        return iter(self.infos)
+
+    def numel(self) -> int:
+        return sum(i.numel for i in self.infos.values())
+
+    def nbytes(self) -> int:
+        return self.base.nbytes() + sum(int(torch.Size(A.shape).numel() + torch.Size(B.shape).numel()) * 4
+                                        for A, B, _, _ in self.factors.values())
+
+    def files(self) -> list:
+        return [*self.base.files(), self.infos[next(iter(self.factors))].file] if self.factors else self.base.files()
+
+    def close(self) -> None:
+        self.base.close()
+
+    def __repr__(self) -> str:
+        return f"LoraCheckpoint({self.name!r}, {len(self.factors)} adapted tensors)"
