@@ -1,0 +1,62 @@
+"""Give a fresh environment the torch of this one, by hard links (as Colab comes with torch installed).
+
+    <this env's python> tests/outside/seed.py DEST_SITE_PACKAGES torch
+
+Links every file of the named distributions and of what they require (their dist-info included, so pip
+sees them installed) into DEST_SITE_PACKAGES; files outside site-packages (console scripts) are left out.
+Falls back to copying where a link is not possible (another file system).
+"""
+
+import os
+import re
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+
+
+def closure(names):
+    seen, todo = {}, list(names)
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen[key] = dist
+        for r in dist.requires or []:
+            req = Requirement(r)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen.values()
+
+
+def main():
+    dest = Path(sys.argv[1])
+    n = 0
+    for dist in closure(sys.argv[2:]):
+        for f in dist.files or []:
+            if ".." in Path(f).parts:
+                continue
+            src, dst = Path(dist.locate_file(f)), dest / f
+            if not src.is_file() or dst.exists():
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+            n += 1
+    print(f"linked {n} files of {', '.join(sorted(d.metadata['Name'] for d in closure(sys.argv[2:])))}")
+
+
+if __name__ == "__main__":
+    main()
