@@ -127,3 +127,138 @@ def test_bad_tasks_are_refused():
         texts.Task(1, 0, 1.5)
     with pytest.raises(ValueError, match="topic-only"):
         texts.Task(0, 1, 0.5)
+
+
+# ---------------------------------------------------------------- fine-tuning, merging and the run, on a tiny BERT
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def _params(folder, **kw):
+    from tvlib.encoder.params import PretrainedParams
+
+    base = dict(model_name=str(folder), n_train=64, n_test=32, steps=4, batch_size=8, lr=3e-3, lora_rank=2,
+                lam_min=-1.0, lam_max=1.0, lam_step=1.0, ood_min=-1.0, ood_max=1.0, ood_step=1.0, ranks=(1, 2),
+                keeps=(0.5, 1.0), seeds_table="")
+    return PretrainedParams(**{**base, **kw})
+
+
+def test_finetuning_gives_a_task_vector_and_leaves_the_encoder_alone(tiny):
+    from tvlib.encoder import experiment as ex
+    from tvlib.encoder.model import finetune
+
+    p = _params(tiny)
+    run = ex.setup(p)
+    before = {k: v.clone() for k, v in run.encoder.state_dict().items()}
+    y = run.train.labels(run.tasks["T1"])
+    tv, losses = finetune(run.encoder, run.head, run.train_tokens, y, steps=6, lr=3e-3, batch_size=8, seed=1)
+    again, _ = finetune(run.encoder, run.head, run.train_tokens, y, steps=6, lr=3e-3, batch_size=8, seed=1)
+    other, _ = finetune(run.encoder, run.head, run.train_tokens, y, steps=6, lr=3e-3, batch_size=8, seed=2)
+    assert all(torch.equal(before[k], v) for k, v in run.encoder.state_dict().items())
+    assert not any(k.startswith("embeddings.") for k in tv.keys()) and tv.norm() > 0
+    assert (tv - again).norm() == 0 and (tv - other).norm() > 0  # a function of the seed
+    assert losses[-1] < losses[0]
+    lora, _ = finetune(run.encoder, run.head, run.train_tokens, y, method="lora", steps=6, lr=1e-2, batch_size=8,
+                       seed=1, lora_rank=2)
+    assert all(torch.equal(before[k], v) for k, v in run.encoder.state_dict().items())
+    assert set(lora.keys()) <= set(before) and any(".attention.self.query." in k for k in lora.keys())
+    d = lora.deltas[next(k for k in lora.keys() if k.endswith("query.weight"))]
+    assert torch.linalg.matrix_rank(d.double(), rtol=1e-5) <= 2  # dW = scale B A of rank 2 (float32 rounding aside)
+    with pytest.raises(ValueError, match="'full' or 'lora'"):
+        finetune(run.encoder, run.head, run.train_tokens, y, method="dora")
+
+
+def test_alpha_hat_is_the_mean_sign_agreement():
+    from tvlib.encoder.experiment import accuracy, alpha_hat
+
+    z = torch.tensor([1.0, -2.0, 3.0, -0.5])
+    f = torch.stack([-z, z], -1)
+    g = torch.stack([z, -z], -1)
+    assert alpha_hat(f, f) == pytest.approx(1.0) and alpha_hat(f, g) == pytest.approx(-1.0)
+    h = torch.stack([-z.abs(), z.abs()], -1)
+    assert alpha_hat(f, h) == pytest.approx(0.0, abs=1e-6)
+    assert accuracy(f, np.array([1, -1, 1, 1])) == 0.75
+
+
+def test_corollary_measures_on_a_known_vector():
+    from tvlib.encoder import corollaries as cor
+    from tvlib.vectors import TaskVector
+
+    u, v = torch.randn(8, 1, generator=torch.Generator().manual_seed(0)), torch.ones(1, 6)
+    rows = torch.zeros(10, 4)
+    rows[0] = 3.0
+    rows[1:] = 0.01
+    tv = TaskVector({"encoder.layer.0.attention.self.query.weight": u @ v,
+                     "encoder.layer.0.intermediate.dense.weight": rows})
+    assert cor.energy(tv, "attention", [1, 2])[1] == pytest.approx(1.0)
+    assert cor.row_mass(tv, "mlp", 0.9) == pytest.approx(0.1)  # one row of ten holds 90 %
+    rnd = cor.random_like(tv, seed=0)
+    for k in tv.keys():
+        assert rnd.deltas[k].norm() == pytest.approx(float(tv.deltas[k].norm()), rel=1e-5)
+        assert abs(float((rnd.deltas[k] * tv.deltas[k]).sum())) < float(tv.deltas[k].norm()) ** 2
+    assert cor.matrices(tv, "mlp") == ["encoder.layer.0.intermediate.dense.weight"]
+
+
+def test_layer_types_of_bert_names():
+    from tvlib.encoder.model import layer_type
+
+    assert layer_type("encoder.layer.3.attention.self.value.weight") == "attention"
+    assert layer_type("encoder.layer.3.attention.output.dense.weight") == "attention"
+    assert layer_type("encoder.layer.3.intermediate.dense.weight") == "mlp"
+    assert layer_type("encoder.layer.3.output.dense.bias") == "mlp"
+    assert layer_type("encoder.layer.3.output.LayerNorm.weight") == "other"
+    assert layer_type("embeddings.word_embeddings.weight") == "embeddings"
+
+
+def test_a_run_gives_every_number_of_its_row(tiny):
+    import pandas as pd
+
+    from tvlib.encoder import study
+
+    p = _params(tiny)
+    row = study.run_row(p)
+    assert row["seed"] == p.seed and all(np.isfinite(v) for v in row.values())
+    for m in study.METHODS:
+        for rel in ("irrelevant", "aligned", "contradictory"):
+            assert -1.0 <= row[f"{m}_alpha_{rel}"] <= 1.0
+        assert f"{m}_rank_add_T1_r1" in row and f"{m}_rows_neg_T2_k0.5" in row and f"{m}_random_neg_T2" in row
+    table = pd.DataFrame([row, row])
+    lams, acc = study.curves(table, "lora", "aligned")
+    assert lams.tolist() == [-1.0, 0.0, 1.0] and acc.shape == (2, 3, 2)
+    assert acc[0, 1, 0] == row["lora_c_aligned_T1_acc_+0.0"]
+    assert study.heat(table)[2].shape == (2, 3, 3)
+    with pytest.raises(ValueError, match="ood"):
+        study.run_row(p.replace(ood={"T1": (1, 0, 1.0), "T2": (0, -1, 1.0), "T'": (1, -1, 0.583)}))
+
+
+def test_the_calibration_rule_picks_the_nearest_candidate():
+    import pandas as pd
+
+    from tvlib.encoder.study import choose_shares
+
+    rows = []
+    for seed in (0, 1):
+        rows += [{"seed": seed, "method": "full", "role": "aligned", "sent": 1, "topic": 0, "share": s, "alpha": a,
+                  "gamma_2": np.nan} for s, a in ((0.8, 0.6), (0.9, 0.88), (1.0, 0.99))]
+        rows += [{"seed": seed, "method": "full", "role": "T'", "sent": 1, "topic": -1, "share": s, "alpha": g1,
+                  "gamma_2": g2} for s, g1, g2 in ((0.5, 0.5, -0.5), (0.7, 0.75, -0.6))]
+        rows += [{"seed": seed, "method": "lora", "role": "aligned", "sent": 1, "topic": 0, "share": 1.0,
+                  "alpha": 0.891, "gamma_2": np.nan}]
+    got = choose_shares(pd.DataFrame(rows), {"aligned": 0.891}, (0.792, -0.637))
+    assert got == {"aligned": (1, 0, 0.9), "T'": (1, -1, 0.7)}
+
+
+def test_bad_parameters_are_refused(tiny):
+    with pytest.raises(ValueError, match="both calibration and held-out"):
+        _params(tiny, calibration_seeds=(0, 3), heldout_seeds=(3, 4))
+    with pytest.raises(ValueError, match="sent, topic, share"):
+        _params(tiny, t1=(1, 0))
+    with pytest.raises(ValueError, match=r"t2\['aligned'\].*share"):
+        _params(tiny, t2={"irrelevant": (0, 1, 1.0), "aligned": (1, 0, 1.5), "contradictory": (-1, 0, 1.0)})
+    with pytest.raises(ValueError, match="batch_size"):
+        _params(tiny, batch_size=128)
+    with pytest.raises(ValueError, match="containing"):
+        _params(tiny, lam_min=-1.0, lam_max=0.5, lam_step=0.5, ood_min=0.5)

@@ -140,7 +140,7 @@ def finetune(encoder: nn.Module, head: Tensor, tokens: Tokens, y: np.ndarray, *,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         if method == "lora":
             tv = TaskVector.from_peft(model)
             model.unload()

@@ -71,7 +71,7 @@ class PretrainedParams(Params):
     ranks: tuple[int, ...] = (1, 2, 4, 8, 32, 384)
     keeps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0)
     c: float = 0.2
-    seeds_table: str = "pretrained-seeds.csv"
+    seeds_table: str = "pretrained-smoke.csv"
 
     def check(self) -> None:
         resolve_device(self.device)
