@@ -44,6 +44,7 @@ SMOKE: dict[str, dict] = {
     "unlearning": dict(n_sentences=40, base_epochs=1.0, epochs=1.0, lora_epochs=1.0, n_prompts=4,
                        lams=[0.0, -1.0], n_alpha_blocks=4),
     "scale": dict(delta_hashes=[0.05], seeds=[0]),
+    "pretrained": dict(n_train=64, n_test=32, steps=3, lam_step=1.0, ood_step=1.0, ranks=[1, 8], keeps=[0.5, 1.0]),
 }
 # Chapters that run a companion notebook, which must sit beside them (the scale page batches `setting`,
 # and has no Colab button: its extra is named here instead of in an install cell).
