@@ -333,6 +333,26 @@ def test_claims_follow_the_rules():
     assert c["alpha_less_aligned"].verdict.word == "agrees"  # 0.2 vs 0.239, tol 0.1
     assert c["alpha_aligned"].verdict.word == "agrees"  # 0.48 vs 0.498
     assert all(isinstance(x.verdict.detail, str) for x in c.values())
+    # in this table the Rouge-L drop grows with alpha-hat too: the dose-response is not reversed
+    assert c["dose_drop"].verdict.holds and c["dose_drop_reversed"].verdict.word == "not reversed"
+    assert c["alpha_aligned"].kind == "calibrated" and c["forget_most_loss_full"].kind == "tested"
+    table = study.claims_table(c, held_out={"alpha_aligned": c["alpha_aligned"]}, held_out_label="held out")
+    row = table.set_index("claim").loc[c["alpha_aligned"].claim]
+    assert row["verdict"] == "—" and row["held out"] == "agrees"  # a calibrated claim has no verdict in-sample
+
+
+def test_share_claims_read_a_table_of_one_share_and_see_a_reversed_dose_response():
+    df = _table()
+    one = df[df["share"] == 0.8].drop(columns="share")  # a grid at a fixed share has no share column
+    held = study.share_claims(one, 0.8)
+    assert set(held) < set(study.claims(df, share=0.8)) and "dose_rise" not in held
+    assert held["forget_most_loss_full"].verdict.holds
+    rev = df.copy()
+    for t in ("aligned",):  # Rouge-L drop shrinking as alpha-hat grows
+        for i in (1, 2):
+            rev[f"rouge_full_{t}_{i}"] = rev[f"rouge_full_{t}_0"] - 0.05 * (1 - rev["share"]) * i
+    c = study.claims(rev, share=0.8)
+    assert c["dose_drop_reversed"].verdict.word == "reversed" and not c["dose_drop"].verdict.holds
 
 
 def _matched(df, spread_lora: float, spread_emb: float):

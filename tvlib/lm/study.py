@@ -173,26 +173,56 @@ def controls_table(df, vectors: Sequence[str], labels: Mapping[str, str]):
                          for v in vectors])
 
 
-def claims_table(cs: Mapping[str, "Claim"], keys: Sequence[str] | None = None):
-    """Claim, rule, measured (seeds and mean gap) and verdict, one row per claim."""
+def claims_table(cs: Mapping[str, "Claim"], keys: Sequence[str] | None = None,
+                 held_out: Mapping[str, "Claim"] | None = None, held_out_label: str = "held-out seeds"):
+    """Claim, kind, rule, measured (seeds and mean gap) and verdict, one row per claim.
+
+    A calibrated claim (its quantity was tuned on these seeds) shows "—" as its verdict: it is no test.
+    With `held_out` (the same claims on seeds no choice was made on), a column with those verdicts."""
     import pandas as pd
 
     keys = list(cs) if keys is None else keys
-    return pd.DataFrame([{"claim": cs[k].claim, "rule": cs[k].rule, "measured": cs[k].verdict.detail,
-                          "verdict": cs[k].verdict.word} for k in keys])
+    rows = []
+    for k in keys:
+        c = cs[k]
+        row = {"claim": c.claim, "kind": c.kind, "rule": c.rule, "measured": c.verdict.detail,
+               "verdict": "—" if c.kind == "calibrated" else c.verdict.word}
+        if held_out is not None:
+            row[held_out_label] = held_out[k].verdict.word if k in held_out else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+KINDS = ("tested", "calibrated", "descriptive")  # calibrated: tuned on the same seeds, so no test
 
 
 class Claim:
     """One row of the chapter's theory-vs-measurement reckoning: what is claimed, the rule, the verdict."""
 
-    def __init__(self, claim: str, rule: str, verdict: Verdict) -> None:
-        self.claim, self.rule, self.verdict = claim, rule, verdict
+    def __init__(self, claim: str, rule: str, verdict: Verdict, kind: str = "tested") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r}: expected one of {KINDS}")
+        self.claim, self.rule, self.verdict, self.kind = claim, rule, verdict, kind
 
     def __repr__(self) -> str:
         return f"{self.claim}: {self.verdict.word} ({self.verdict.detail})"
 
 
-def claims(df, share: float, irrelevant_share: float = 0.0) -> dict[str, Claim]:
+def share_claims(df, share: float) -> dict[str, Claim]:
+    """The verdicts that need only the rows at `share` (so also computable on a table of other seeds).
+
+    alpha-hat's agreement with the paper is "calibrated" on the main table's seeds (`share` and
+    `less_share` were chosen there to bring it near the paper's values); on other seeds it is a test.
+    A table without a share column (one grid at a fixed share, e.g. MATCHED_TABLE) is taken to be at `share`.
+    """
+    if "share" not in df.columns:
+        import pandas as pd
+
+        df = pd.concat([df, pd.DataFrame({"share": float(share)}, index=df.index)], axis=1)
+    return claims(df, share, _cross_share=False)
+
+
+def claims(df, share: float, irrelevant_share: float = 0.0, *, _cross_share: bool = True) -> dict[str, Claim]:
     """Every verdict of the chapter, from the rows at `share` (and, for the dose-response, all shares).
 
     Orderings use tvlib.rules.ordering (>= 4/5 paired seeds and a mean gap beyond 2 SE);
@@ -204,8 +234,8 @@ def claims(df, share: float, irrelevant_share: float = 0.0) -> dict[str, Claim]:
     d = {(v, t): drop(m, v, t) for v in ("full", "lora") for t in TEXTS}
     out: dict[str, Claim] = {}
 
-    def add(key: str, claim: str, rule: str, verdict: Verdict) -> None:
-        out[key] = Claim(claim, rule, verdict)
+    def add(key: str, claim: str, rule: str, verdict: Verdict, kind: str = "tested") -> None:
+        out[key] = Claim(claim, rule, verdict, kind)
 
     for v, name in (("full", "full-rank"), ("lora", "LoRA")):
         add(f"forget_most_loss_{v}", f"the forget text loses most ({name}, loss)",
@@ -230,19 +260,10 @@ def claims(df, share: float, irrelevant_share: float = 0.0) -> dict[str, Claim]:
     for t in OTHERS:
         add(f"alpha_{t}", f"alpha-hat of the {t.replace('_', ' ')} text is the paper's",
             f"within {ALPHA_TOL} of {paper.UNLEARNING_ALPHA_HAT[t]}",
-            agreement(m[f"alpha_tv_{t}"], paper.UNLEARNING_ALPHA_HAT[t], tol=ALPHA_TOL, words=("agrees", "disagrees")))
-    irr = at_share(df, irrelevant_share)
-    add("alpha_between", "the less aligned text lies between irrelevant and aligned",
-        "alpha-hat: aligned > less aligned > a text of share 0",
-        _both(ordering(m["alpha_tv_aligned"], m["alpha_tv_less_aligned"]),
-              ordering(m["alpha_tv_less_aligned"], irr["alpha_tv_aligned"])))
+            agreement(m[f"alpha_tv_{t}"], paper.UNLEARNING_ALPHA_HAT[t], tol=ALPHA_TOL, words=("agrees", "disagrees")),
+            "calibrated")
     add("alpha_blocks", "alpha-hat without the embeddings orders the texts", "aligned > less aligned (blocks only)",
         ordering(m["alpha_blocks_aligned"], m["alpha_blocks_less_aligned"]))
-    for measure, what in (("rise", "loss rise"), ("drop", "Rouge-L drop")):
-        add(f"dose_{measure}", f"the aligned text's {what} grows with alpha-hat (dose-response)",
-            "per-seed slope over the shares > 0", ordering(dose_slopes(df, measure), np.zeros(df["seed"].nunique())))
-    add("dose_blocks", "the aligned text's loss rise grows with alpha-hat without the embeddings",
-        "per-seed slope > 0", ordering(dose_slopes(df, "rise", estimator="blocks"), np.zeros(df["seed"].nunique())))
     add("random_forget", "negating the forget vector beats a random vector of its norms (forget text)",
         "full rise > random rise", ordering(r["full", "forget"], r["random", "forget"]))
     add("random_aligned", "the aligned text's damage exceeds a random push of the same size",
@@ -257,6 +278,21 @@ def claims(df, share: float, irrelevant_share: float = 0.0) -> dict[str, Claim]:
         "mean other rise / forget rise: LoRA > full rank", ordering(spread["lora"], spread["full"]))
     add("spread_lora_emb", "with the embeddings among its targets, LoRA's damage is more selective",
         "mean other rise / forget rise: LoRA > LoRA with embeddings", ordering(spread["lora"], spread["lora_emb"]))
+    if not _cross_share:
+        return out
+    irr = at_share(df, irrelevant_share)
+    add("alpha_between", "the less aligned text lies between irrelevant and aligned",
+        "alpha-hat: aligned > less aligned > a text of share 0",
+        _both(ordering(m["alpha_tv_aligned"], m["alpha_tv_less_aligned"]),
+              ordering(m["alpha_tv_less_aligned"], irr["alpha_tv_aligned"])), "calibrated")
+    zeros = np.zeros(df["seed"].nunique())
+    for measure, what in (("rise", "loss rise"), ("drop", "Rouge-L drop")):
+        add(f"dose_{measure}", f"the aligned text's {what} grows with alpha-hat (dose-response)",
+            "per-seed slope over the shares > 0", ordering(dose_slopes(df, measure), zeros))
+    add("dose_drop_reversed", "the aligned text's Rouge-L drop falls as alpha-hat grows (the dose-response reversed)",
+        "per-seed slope over the shares < 0", ordering(zeros, dose_slopes(df, "drop"), words=("reversed", "not reversed")))
+    add("dose_blocks", "the aligned text's loss rise grows with alpha-hat without the embeddings",
+        "per-seed slope > 0", ordering(dose_slopes(df, "rise", estimator="blocks"), zeros))
     return out
 
 
