@@ -150,7 +150,7 @@ class MergePlan:
 
     @property
     def passes(self) -> int:
-        return 3 if self.recipe.is_global else 1
+        return 3 if self.recipe.is_global or self.recipe.tensor_thresholds else 1
 
     def peak_bytes(self, chunk: int = CHUNK) -> int:
         """Estimated peak resident memory: the runtime plus the reused buffers of the largest piece (a chunk
@@ -212,7 +212,8 @@ class MergePlan:
             lines.append(f"    not written {k}: {why}")
         read = self.base.nbytes() + sum(m.nbytes() for m in self.models)
         lines.append(f"  reads: {self.passes} pass(es) over {_size(read)}"
-                     + (" (2 to find the global top-k thresholds, 1 to merge)" if self.passes > 1 else ""))
+                     + (" (2 to find the global top-k thresholds, 1 to merge)" if self.recipe.is_global else
+                        " (2 to find each tensor's top-k thresholds, 1 to merge)" if self.passes > 1 else ""))
         out_bytes = sum(self.base.infos[k].numel * self.dtypes[k].itemsize for k in self.dtypes)
         lines.append(f"  writes: {_size(out_bytes)} of safetensors, config and tokenizer files of the base")
         lines.append(f"  estimated peak memory: {_size(self.peak_bytes())}")
@@ -434,6 +435,9 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                 if k not in merged:
                     background.write(k, base_ck.read(k).to(out_dtype), False)
                     continue
+                if recipe.tensor_thresholds:  # this tensor's top-k thresholds, by passes over its pieces
+                    state.thresholds = find_thresholds(recipe, [k], {k: base_ck.infos[k].numel}, all_deltas,
+                                                       scratch=pool, vectors=len(cks), densities=recipe.at(k).densities)
                 for part in pieces(k):
                     if recipe.whole:
                         acc = whole(k)

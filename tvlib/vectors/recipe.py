@@ -285,7 +285,13 @@ class Recipe:
     def elementwise(self) -> bool:
         """True when each entry is merged from the same entry of the inputs alone (given global
         thresholds), so a tensor can be streamed in chunks of its flattening."""
-        return (self.trim is None and not self.whole) or self.is_global
+        return (self.trim is None and not self.whole) or self.is_global or self.tensor_thresholds
+
+    @property
+    def tensor_thresholds(self) -> bool:
+        """True for a per-tensor top-k without rescaling: each vector's threshold in a tensor can be found by
+        radix-select passes over pieces of it, and the merge is then elementwise (memory of one piece)."""
+        return self.trim == "magnitude" and self.scope == "tensor" and self.rescale == "none"
 
     @property
     def is_global(self) -> bool:
@@ -320,15 +326,18 @@ class MergeState:
 
 def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],
                     deltas: Callable[[str], Iterable[Tensor]], dtype: torch.dtype = torch.float32,
-                    scratch: Scratch | None = None, vectors: int | None = None) -> list[list]:
+                    scratch: Scratch | None = None, vectors: int | None = None,
+                    densities: Sequence[float] | None = None) -> list[list]:
     """The global top-k threshold and tie room of every vector, by radix-select passes over deltas(key).
 
     deltas(key) yields the delta of each vector for that key, in order (or, with `vectors` = n, the
     chunks of vector 0, ..., n-1 for each chunk of the key in turn); keys are visited in the same order
-    in every pass (and must be in the final merge).
+    in every pass (and must be in the final merge). densities: one per vector (default: the recipe's); for
+    one key, Recipe.at(key).densities gives the per-tensor thresholds of a "tensor" scope.
     """
     n_all = sum(numel[k] for k in keys)
-    sels = [KthLargest(count_kept(float(d), n_all, recipe.rounding), n_all, dtype) for d in recipe.densities]
+    dens = recipe.densities if densities is None else densities
+    sels = [KthLargest(count_kept(float(d), n_all, recipe.rounding), n_all, dtype) for d in dens]
     while not all(s.done for s in sels):
         for key in keys:
             for j, d in enumerate(deltas(key)):

@@ -10,7 +10,7 @@ from .base import Method, TrimCall
 
 def trim(d: Tensor, c: TrimCall) -> Tensor:
     r, sc = c.recipe, c.state.scratch
-    if r.is_global:
+    if r.is_global or c.state.thresholds is not None:  # thresholds found beforehand (whole model or this tensor)
         thr = c.state.thresholds[c.i]
         mag = d.abs() if sc is None else torch.abs(d, out=sc.take("abs", d.shape, d.dtype))
         mask, thr[1] = top_mask(mag, thr[0], thr[1], None if sc is None else sc.take("mask", d.shape, torch.bool))
