@@ -437,3 +437,16 @@ def test_inspect_reports_cosines_ranks_and_the_theorems_lambda_ranges(tmp_path, 
     one_row = inspect_checkpoints(tmp_path / "base", [tmp_path / "ft0"]).total
     assert min(one_row.rows[0]) == pytest.approx(1 / 8)  # layer 1's matrix: one row of eight holds it all
     assert min(one_row.ranks[0]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_seeded_dare_masks_are_the_same_whole_or_in_pieces():
+    from tvlib.vectors.recipe import MASK_BLOCK, seeded_masks
+
+    masks = seeded_masks(7)
+    n = 2 * MASK_BLOCK + 12345
+    whole = masks(1, "model.embed_tokens.weight", torch.zeros(n), 0.3)
+    cuts = [0, 1000, MASK_BLOCK - 5, MASK_BLOCK + 7, 2 * MASK_BLOCK + 100, n]
+    pieces = [masks(1, "model.embed_tokens.weight", torch.zeros(b - a), 0.3, a) for a, b in zip(cuts, cuts[1:])]
+    assert torch.equal(whole, torch.cat(pieces))
+    assert abs(float(whole.float().mean()) - 0.7) < 0.005  # keeps 1 - p
+    assert not torch.equal(whole, masks(2, "model.embed_tokens.weight", torch.zeros(n), 0.3))  # per vector

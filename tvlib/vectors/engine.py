@@ -113,6 +113,21 @@ def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force:
                               "it (--force / force=True replaces it)")
 
 
+def _dare_norms(recipe: Recipe, key: str, parts, deltas, state: MergeState) -> list[tuple[float, float]]:
+    """Per vector, the L1 norms of a tensor's delta before and after DARE's drop, summed over its pieces (in
+    float64), so an L1 rescale can be applied piece by piece."""
+    dens = recipe.at(key).densities
+    sums = [[0.0, 0.0] for _ in dens]
+    for part in parts:
+        for i, d in enumerate(deltas(key, part)):
+            if dens[i] >= 1:
+                continue
+            keep = state.masks(i, key, d, 1.0 - dens[i], part[0])
+            sums[i][0] += float(d.abs().sum(dtype=torch.float64))
+            sums[i][1] += float((d.abs() * keep).sum(dtype=torch.float64))
+    return [(b, a) for b, a in sums]
+
+
 def _layer_count(ck: Checkpoint) -> int:
     """The number of layers, for gradient parameters: the config's num_hidden_layers (or n_layer), else
     one more than the largest layer index in the tensor names."""
@@ -150,9 +165,11 @@ class MergePlan:
 
     @property
     def passes(self) -> int:
+        if self.recipe.seeded_pieces and self.recipe.rescale == "l1":
+            return 2
         return 3 if self.recipe.is_global or self.recipe.tensor_thresholds else 1
 
-    def peak_bytes(self, chunk: int = CHUNK) -> int:
+    def peak_bytes(self, chunk: int = CHUNK, pieces: bool | None = None) -> int:
         """Estimated peak resident memory: the runtime plus the reused buffers of the largest piece (a chunk
         of `chunk` entries for elementwise recipes, else the largest tensor)."""
         raw = max((ck.infos[k].dtype.itemsize for ck in (self.base, *self.models) for k in self.merged if k in ck),
@@ -166,7 +183,7 @@ class MergePlan:
         if self.recipe.combine == "ties":
             per_entry += 6 * 4 + 1
         largest = max((self.base.infos[k].numel for k in self.merged), default=0)
-        if self.recipe.elementwise:
+        if self.recipe.elementwise or self.recipe.seeded_pieces if pieces is None else pieces:
             largest = min(largest, chunk)
         return RUNTIME_BYTES + largest * per_entry
 
@@ -213,7 +230,8 @@ class MergePlan:
         read = self.base.nbytes() + sum(m.nbytes() for m in self.models)
         lines.append(f"  reads: {self.passes} pass(es) over {_size(read)}"
                      + (" (2 to find the global top-k thresholds, 1 to merge)" if self.recipe.is_global else
-                        " (2 to find each tensor's top-k thresholds, 1 to merge)" if self.passes > 1 else ""))
+                        " (2 to find each tensor's top-k thresholds, 1 to merge)" if self.passes == 3 else
+                        " (1 for the L1 norms of DARE's rescale, 1 to merge)" if self.passes == 2 else ""))
         out_bytes = sum(self.base.infos[k].numel * self.dtypes[k].itemsize for k in self.dtypes)
         lines.append(f"  writes: {_size(out_bytes)} of safetensors, config and tokenizer files of the base")
         lines.append(f"  estimated peak memory: {_size(self.peak_bytes())}")
@@ -363,10 +381,12 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
     current: dict[str, Tensor] = {}
     pool = Scratch()
 
+    in_pieces = recipe.elementwise or (recipe.seeded_pieces and masks is None)
+
     def pieces(key: str) -> list[tuple[int, int] | None]:
         """Chunks of at most `chunk` entries for elementwise recipes; None = the whole tensor."""
         n = base_ck.infos[key].numel
-        if not recipe.elementwise or n <= chunk:
+        if not in_pieces or n <= chunk:
             return [None]
         return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
 
@@ -438,7 +458,11 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                 if recipe.tensor_thresholds:  # this tensor's top-k thresholds, by passes over its pieces
                     state.thresholds = find_thresholds(recipe, [k], {k: base_ck.infos[k].numel}, all_deltas,
                                                        scratch=pool, vectors=len(cks), densities=recipe.at(k).densities)
-                for part in pieces(k):
+                parts = pieces(k)
+                if recipe.seeded_pieces and recipe.rescale == "l1" and parts[0] is not None:
+                    state.l1 = _dare_norms(recipe, k, parts, deltas, state)
+                for part in parts:
+                    state.offset = None if part is None else part[0]
                     if recipe.whole:
                         acc = whole(k)
                     else:
@@ -449,6 +473,7 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                     background.write(k, result, part is not None)
                     del acc, result
                     j += 1
+                state.offset = state.l1 = None
             ok = True
         finally:
             background.close(ok)

@@ -288,6 +288,12 @@ class Recipe:
         return (self.trim is None and not self.whole) or self.is_global or self.tensor_thresholds
 
     @property
+    def seeded_pieces(self) -> bool:
+        """True for DARE: with seeded masks (drawn per block of entries) it merges in pieces too, an L1 rescale
+        from norms gathered in one pass over the pieces before."""
+        return self.trim == "dare"
+
+    @property
     def tensor_thresholds(self) -> bool:
         """True for a per-tensor top-k without rescaling: each vector's threshold in a tensor can be found by
         radix-select passes over pieces of it, and the merge is then elementwise (memory of one piece)."""
@@ -307,12 +313,29 @@ class Recipe:
 MaskFn = Callable[[int, str, Tensor, float], Tensor]  # (vector index, key, delta, drop probability) -> keep
 
 
-def seeded_masks(seed: int) -> MaskFn:
-    """DARE keep-masks drawn from a generator seeded by (seed, vector index, key): independent of order."""
-    def masks(i: int, key: str, delta: Tensor, p: float) -> Tensor:
-        gen = torch.Generator().manual_seed((seed * 1_000_003 + i * 7919 + zlib.crc32(key.encode())) % (2**63))
-        return dare_mask(delta.shape, p, gen)
-    return masks
+MASK_BLOCK = 1 << 20  # entries per independently seeded block of a seeded mask
+
+
+class seeded_masks:  # noqa: N801 (used as a function: seeded_masks(seed))
+    """DARE keep-masks drawn block by block (MASK_BLOCK entries of the tensor's flattening) from generators
+    seeded by (seed, vector index, key, block): independent of order, and the same whether a tensor is
+    masked whole or in pieces (offset = the piece's first entry)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __call__(self, i: int, key: str, delta: Tensor, p: float | Tensor, offset: int = 0) -> Tensor:
+        n = delta.numel()
+        base = self.seed * 1_000_003 + i * 7919 + zlib.crc32(key.encode())
+        parts = []
+        for b in range(offset // MASK_BLOCK, (offset + n - 1) // MASK_BLOCK + 1 if n else 0):
+            gen = torch.Generator().manual_seed((base * 65_537 + b) % (2**63))
+            u = torch.rand(MASK_BLOCK, generator=gen)
+            lo, hi = max(offset, b * MASK_BLOCK) - b * MASK_BLOCK, min(offset + n, (b + 1) * MASK_BLOCK) - b * MASK_BLOCK
+            parts.append(u[lo:hi])
+        u = torch.cat(parts) if parts else torch.empty(0)
+        p = p.reshape(-1) if isinstance(p, Tensor) else p
+        return (u >= p).reshape(delta.shape)
 
 
 @dataclass
@@ -322,6 +345,8 @@ class MergeState:
     thresholds: list[list] | None = None
     masks: MaskFn | None = None
     scratch: Scratch | None = None
+    offset: int | None = None  # the first entry of the piece being merged (None: whole tensors)
+    l1: list[tuple[float, float]] | None = None  # per vector: L1 norm of its delta before and after DARE's drop
 
 
 def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],

@@ -8,11 +8,22 @@ from ..kernels import dare_tensor
 from .base import Method, TrimCall
 
 
+def keep_mask(d: Tensor, c: TrimCall, p: float) -> Tensor:
+    """The kept entries: the state's masks, told where the piece starts when the tensor comes in pieces."""
+    offset = getattr(c.state, "offset", None)
+    return c.state.masks(c.i, c.key, d, p) if offset is None else c.state.masks(c.i, c.key, d, p, offset)
+
+
 def trim(d: Tensor, c: TrimCall) -> Tensor:
     if c.density >= 1:  # mergekit: nothing dropped, nothing rescaled
         return d
     p = 1.0 - c.density
-    keep = c.state.masks(c.i, c.key, d, p)
+    keep = keep_mask(d, c, p)
+    l1 = getattr(c.state, "l1", None)
+    if c.recipe.rescale == "l1" and l1 is not None:  # a piece: the tensor's norms were gathered beforehand
+        before, after = l1[c.i]
+        out = d.mul_(keep) if c.inplace else d * keep
+        return out if before < 1e-7 or after < 1e-7 else out.mul_(before / after)
     return dare_tensor(d, keep, p, c.recipe.rescale)
 
 
