@@ -1,7 +1,7 @@
 """The pre-trained-encoder chapter's tables (calibration and held-out seeds) and their timing.
 
     .venv/bin/python benchmarks/bench_pretrained.py calibrate            # tvlib/tables/pretrained-calibration.csv
-    .venv/bin/python benchmarks/bench_pretrained.py seeds [--shard i/n]  # tvlib/tables/pretrained-seeds.csv
+    .venv/bin/python benchmarks/bench_pretrained.py seeds [--shard i/n]  # tvlib/tables/pretrained-seeds.csv (shards i = 0..n-1)
     .venv/bin/python benchmarks/bench_pretrained.py all                  # both, one after the other
 
 calibrate fine-tunes every candidate task of tvlib.encoder.study.CANDIDATES on the calibration

@@ -262,3 +262,92 @@ def test_bad_parameters_are_refused(tiny):
         _params(tiny, batch_size=128)
     with pytest.raises(ValueError, match="containing"):
         _params(tiny, lam_min=-1.0, lam_max=0.5, lam_step=0.5, ood_min=0.5)
+
+
+@needs_weights
+def test_the_small_grid_point_reproduces_its_committed_row():
+    """grids/pretrained-smoke.yaml, run through the chapter by tvlib-batch, is the row re-run here with tvlib.encoder
+    (the shipped weights at tiny sizes: about a minute on one core)."""
+    import yaml
+
+    from tvlib import tables
+    from tvlib.encoder import study
+    from tvlib.encoder.params import PretrainedParams
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    grid = yaml.safe_load((root / "grids" / "pretrained-smoke.yaml").read_text())
+    committed = tables.read("pretrained-smoke.csv")
+    assert len(committed) == 1 and committed["status"].iloc[0] == "ok"
+    row = study.run_row(PretrainedParams(**grid["fixed"], seed=grid["sweep"]["seed"][0]))
+    want = committed.iloc[0]
+    shared = [k for k in row if k in want.index]
+    assert len(shared) == len(row) > 150 and "lora_alpha_contradictory" in shared and "full_h_+1.0_-1.0" in shared
+    off = {k: (row[k], float(want[k])) for k in shared if not np.isclose(row[k], float(want[k]), atol=1e-4)}
+    assert not off, f"re-run differs from the committed row: {off}"
+
+
+# ---------------------------------------------------------------- verdicts and checkpoints
+
+
+def _table(curves: dict, n_seeds: int = 5):
+    """A held-out table whose full and lora curves are the given (lams, T1, T2) per relation, every seed alike
+    up to a small per-seed jitter."""
+    import pandas as pd
+
+    from tvlib.images import table as tab
+
+    rows = []
+    for s in range(n_seeds):
+        row = {"seed": s}
+        for m in ("full", "lora"):
+            for rel, (lams, a1, a2) in curves.items():
+                acc = np.stack([a1, a2], -1)[None] + 0.001 * s
+                row.update({f"{m}_{k}": v for k, v in tab.curve_columns(rel, lams, acc, 1 - acc).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_theorem_verdicts_flag_a_baseline_that_already_passes():
+    from tvlib.encoder import verdicts as vd
+
+    lams = np.array([-1.0, 0.0, 1.0])
+    runs = _table({"irrelevant": (lams, [0.95, 0.99, 0.95], [0.3, 0.5, 0.95]),   # learned only at lam = 1
+                   "aligned": (lams, [0.5, 0.99, 0.97], [0.5, 0.95, 0.97]),      # already learned at lam = 0
+                   "contradictory": (lams, [0.95, 0.99, 0.5], [0.0, 0.05, 0.5])})
+    v = vd.theorem_claims(runs, "full").set_index(["relation", "goal"]).verdict
+    assert v["irrelevant", "add"] == "holds" and v["aligned", "add"] == "trivial"
+    assert v["contradictory", "add"] == "holds"  # no lambda > 0 reaches both
+    assert v["contradictory", "negate"] == "trivial" and v["irrelevant", "negate"] == "trivial"
+    assert v["aligned", "negate"] == "holds"  # T1 is lost before T2 is forgotten
+    broken = _table({"irrelevant": (lams, [0.95, 0.99, 0.5], [0.3, 0.5, 0.6]),
+                     "aligned": (lams, [0.95, 0.99, 0.97], [0.3, 0.95, 0.97]),
+                     "contradictory": (lams, [0.95, 0.99, 0.95], [0.0, 0.05, 0.95])})
+    w = vd.theorem_claims(broken, "full").set_index(["relation", "goal"]).verdict
+    assert w["irrelevant", "add"] == "does not hold" and w["contradictory", "add"] == "does not hold"
+    assert w["aligned", "negate"] == "does not hold"
+    t = vd.table1(runs, "lora").set_index(["relation", "goal"])
+    assert t.loc[("irrelevant", "add"), "lambda"] == 1.0 and t.loc[("contradictory", "negate"), "lambda"] == -1.0
+
+
+def test_a_merge_through_the_command_equals_the_merge_in_memory(tiny, tmp_path):
+    from transformers import AutoModel
+
+    from tvlib.encoder import checkpoints as ckpt
+    from tvlib.encoder import experiment as ex
+
+    p = _params(tiny)
+    run = ex.setup(p)
+    vec = ex.finetune_tasks(run, ["T1", "irrelevant"], "full")
+    base = ckpt.save_model(run.encoder, run.base, tmp_path / "base")
+    fts = [ckpt.save_model(run.encoder, ckpt.vector_of(run.base, vec[n]), tmp_path / n) for n in vec]
+    config = ckpt.merge_config(base, fts, [1.0, -0.5])
+    assert "task_arithmetic" in config and "weight: -0.5" in config
+    ckpt.tvlib_merge(config, tmp_path / "merged", tmp_path)
+    merged = AutoModel.from_pretrained(tmp_path / "merged", add_pooling_layer=False).eval()
+    f_file = ex.logits(merged, run.head, run.test_tokens)
+    f_mem = ex.merged_outputs(run, [vec["T1"], vec["irrelevant"]], [1.0, -0.5])
+    assert torch.allclose(f_file, f_mem, atol=1e-5)
+    with pytest.raises(RuntimeError, match="tvlib merge failed"):
+        ckpt.tvlib_merge(ckpt.merge_config(base, [tmp_path / "missing"], [1.0]), tmp_path / "out2", tmp_path)
+    with pytest.raises(ValueError, match="one weight per model"):
+        ckpt.merge_config(base, fts, [1.0])
