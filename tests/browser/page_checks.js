@@ -27,10 +27,29 @@
   const merror = [...article.querySelectorAll("mjx-merror, merror")].map((el) =>
     snip(el.getAttribute("data-mjx-error") || el.textContent));
   const rawTex = matches(proseText, /\$[^$\s][^$]*?\$|\\\(|\\\)|\\\[|\\\]|\\begin\{/g);
+  // The same prose read as the reader sees it: neighbouring inline nodes joined without a space (so a
+  // "(" before a link whose text is "(6)" reads "((6)"), each typeset formula as one placeholder.
+  function readerText(skip) {
+    let out = "";
+    const filter = { acceptNode: (n) => {                       // skipped subtrees are not walked;
+      if (n.nodeType !== Node.ELEMENT_NODE || !n.matches(skip)) return NodeFilter.FILTER_ACCEPT;
+      if (n.matches("mjx-container, .math")) out += " ⟨math⟩ ";  // a formula reads as one placeholder
+      return NodeFilter.FILTER_REJECT;
+    } };
+    const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT | NodeFilter.SHOW_ELEMENT, filter);
+    for (let n = walker.currentNode; n; n = walker.nextNode()) {
+      if (n.nodeType === Node.TEXT_NODE) { out += n.nodeValue; continue; }
+      if (n !== article && !["SPAN", "A", "EM", "STRONG", "CODE", "SUB", "SUP", "B", "I"].includes(n.tagName)) out += "\n";
+    }
+    return out;
+  }
+  const readProse = readerText(SKIP_PROSE);
+  // Bare TeX commands outside formulas (e.g. a link whose text is a section title with math in it).
+  const bareTex = matches(readProse, /\\(?:[A-Za-z]{2,}|[{}_^,;!])/g);
 
   // Raw MyST that did not render: roles anywhere (code comments included), `((` in the prose.
   const rawRoles = matches(allText, /\{(doc|eq|numref|ref|cite|cite:[a-z]+|glue|glue:[a-z]+|prf:[a-z]+|math|term)\}`?/g);
-  const rawParens = matches(proseText, /\(\(/g);
+  const rawParens = matches(readProse, /\(\s*\(/g);
 
   // Bibliography: author-year labels, each arXiv id once per entry.
   const bibProblems = [];
@@ -76,6 +95,30 @@
     }
   }
 
+  // Tables: cells with room around their text (at least 4 px each side), and no Markdown table left
+  // as raw text (a "|---|" rule line) in prose or in a cell's output.
+  const crampedTables = [];
+  article.querySelectorAll("table").forEach((t, i) => {
+    const cells = [...t.querySelectorAll("td, th")].filter((c) => c.textContent.trim());
+    const tight = cells.filter((c) => {
+      const s = getComputedStyle(c);
+      return Math.min(parseFloat(s.paddingLeft), parseFloat(s.paddingRight)) < 4;
+    });
+    if (tight.length) {
+      const s = getComputedStyle(tight[0]);
+      crampedTables.push(`table #${i + 1} (${tight.length}/${cells.length} cells, padding ${s.paddingLeft} ${s.paddingRight}): ` +
+        `"${snip(t.textContent, 50)}"`);
+    }
+  });
+  const rawTables = [];
+  for (const el of article.querySelectorAll("p, li, div.output, div.cell_output, .output pre")) {
+    if (el.closest(".cell_input, .highlight-python, .highlight-ipython3, table")) continue;
+    if (el.parentElement.closest("p, li, div.output, div.cell_output")) continue;
+    const text = el.innerText || el.textContent;
+    const rows = text.split("\n").filter((l) => /^\s*\|.*\|.*\|\s*$/.test(l)).length;
+    if (/\|\s*:?(-{3,}|[—–]+):?\s*\|/.test(text) || rows >= 2) rawTables.push(snip(text, 70));
+  }
+
   // Explorers: Vega/Vega-Lite views with bound inputs, Plotly figures with sliders or buttons.
   const explorers = [];
   document.querySelectorAll(".vega-embed").forEach((el, i) => {
@@ -89,7 +132,8 @@
   const widgetViews = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
 
   return {
-    mathCount: mathEls.length, untypeset, merror, rawTex, rawRoles, rawParens, bibProblems,
+    mathCount: mathEls.length, untypeset, merror, rawTex, bareTex, rawRoles, rawParens, bibProblems,
+    crampedTables, rawTables,
     imageCount: article.querySelectorAll("img").length, badImages, badFigures,
     column, wide, explorers, widgetViews,
   };
