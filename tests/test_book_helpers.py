@@ -25,6 +25,18 @@ def test_table_formats_columns_and_hides_the_index():
         table(df, {"nope": "{:.1f}"})
 
 
+def test_table_headers_rename_columns_for_the_reader():
+    df = pd.DataFrame({"frac_large": [0.25], "lam": [1.0]})
+    t = table(df, {"frac_large": "{:.1%}", "λ": "{:.2f}"}, headers={"frac_large": "large entries", "lam": "λ"})
+    assert "large entries" in t.html and "frac_large" not in t.html and "frac_large" not in t.text
+    assert "25.0%" in t.text and "1.00" in t.text
+    assert table(df, {}).html == table(df, {}, headers=None).html  # without headers: unchanged
+    with pytest.raises(ValueError, match="headers name columns \\['nope'\\]"):
+        table(df, {}, headers={"nope": "x"})
+    with pytest.raises(ValueError, match="same header"):
+        table(df, {}, headers={"frac_large": "lam"})
+
+
 def test_glue_writes_what_myst_nb_glue_writes(monkeypatch):
     """tvlib.book glues without importing myst_nb (Colab needs no Sphinx), in myst-nb's own format."""
     import IPython.display
@@ -43,3 +55,44 @@ def test_glue_writes_what_myst_nb_glue_writes(monkeypatch):
         myst_glue.glue("x", value, display=False)
         assert len(calls) == 2 and calls[0] == calls[1]
     plt.close(fig)
+
+
+def _book_extension():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "book" / "_ext" / "tvlib_book.py"
+    pytest.importorskip("sphinx")
+    pytest.importorskip("pybtex")
+    spec = importlib.util.spec_from_file_location("tvlib_book_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_box_titles_are_flat():
+    """Restatements read "Theorem 3 of the paper: ..."; the book's own unnumbered box shows its title only;
+    numbered boxes are left alone."""
+    ext = _book_extension()
+    body = (
+        '<p class="admonition-title" id="thm-ood"><span class="caption-number">Theorem </span> '
+        "(Out-of-domain generalization (Theorem 3 of the paper))</p>\n"
+        '<p class="admonition-title"><span class="caption-number">Definition </span> (Conventions)</p>\n'
+        '<p class="admonition-title"><span class="caption-number">Definition 2 </span> (Numbered)</p>'
+    )
+    context = {"body": body}
+    ext._flat_box_titles(None, "page", None, context, None)
+    out = context["body"]
+    assert "Theorem 3 of the paper: Out-of-domain generalization</span>" in out
+    assert '<span class="tvlib-box-title">Conventions</span>' in out
+    assert "Definition 2 </span> (Numbered)" in out and "((" not in out
+
+
+def test_fontawesome_icons_are_read_from_the_theme_script():
+    ext = _book_extension()
+    script = ('var p={bars:[448,512,["navicon"],"f0c9","M0 96z"],"circle-half-stroke":[512,512,[],"f042","M1 2z"]};'
+              'd("fas",p);var p={github:[496,512,[],"f09b","M3 4z"]};d("fab",p)')
+    packs = ext._fontawesome_packs(script)
+    assert packs["fas"]["bars"] == packs["fas"]["navicon"] == (448, 512, "M0 96z")
+    assert packs["fas"]["circle-half-stroke"][2] == "M1 2z" and packs["fab"]["github"][2] == "M3 4z"
+    assert "github" not in packs["fas"]

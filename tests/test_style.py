@@ -124,3 +124,17 @@ def test_use_sets_the_style_and_context_restores():
         assert matplotlib.rcParams["savefig.dpi"] == style.DPI
     finally:
         matplotlib.rcParams.update(before)
+
+
+def test_site_checks_use_the_style_sizes():
+    """The website's figure-legibility script and the browser test assume the style's smallest font and dpi."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    js = (root / "book" / "_static" / "tvlib.js").read_text()
+    m = re.search(r"MIN_FONT_PT = (\d+), DEFAULT_DPI = (\d+)", js)
+    assert m and (int(m[1]), int(m[2])) == (style.MIN_FONT_PT, style.DPI)
+    test = (root / "tests" / "test_browser.py").read_text()
+    m = re.search(r"^MIN_FONT_PT, FIGURE_DPI = (\d+), (\d+)", test, re.M)
+    assert m and (int(m[1]), int(m[2])) == (style.MIN_FONT_PT, style.DPI)

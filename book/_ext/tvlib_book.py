@@ -11,6 +11,10 @@
 - MathJax served from the build: when `tvlib_mathjax_dir` (set in `_config.yml`) holds a MathJax 3
   ``es5`` tree (``bash .ci/run`` puts the npm package ``mathjax`` there), it is copied to
   ``_static/mathjax`` and used instead of the CDN; otherwise Sphinx's CDN default stays.
+- Unnumbered theorem boxes titled flat ("Theorem 3 of the paper: ..."; see ``_flat_box_titles``).
+- The landing page's teaser figure taken from a chapter's committed notebook (``tvlib_teaser``).
+- Icons drawn by a generated stylesheet (tvlib-icons.css) instead of the theme's fontawesome.js.
+- The Vega scripts only on pages with an explorer (``tvlib-explorer`` in the page body).
 - Each script tag once: sphinx-thebe and sphinx-togglebutton add their inline configuration twice,
   which throws ``SyntaxError: 'THEBE_JS_URL' has already been declared`` on every page.
 """
@@ -113,20 +117,144 @@ def _drop_launch_buttons(app, pagename, templatename, context, doctree):
 
 
 def _repository_substitutions(app, config) -> None:
-    """{{ repository_url }} and {{ repository_branch }} in the text: _config.yml's repository, named once."""
+    """{{ repository_url }}, {{ repository_link }} and {{ repository_branch }} in the text: _config.yml's repository."""
     opts = config.html_theme_options or {}
     subs = dict(config.myst_substitutions or {})
     subs.setdefault("repository_url", opts.get("repository_url", ""))
     subs.setdefault("repository_branch", opts.get("repository_branch", "main"))
+    subs.setdefault("repository_link", f"[{subs['repository_url']}]({subs['repository_url']})")
     config.myst_substitutions = subs
+
+
+_VEGA = ("vendor/vega.min.js", "vendor/vega-lite.min.js", "vendor/vega-embed.min.js")
+
+
+def _vega_only_with_explorers(app, pagename, templatename, context, doctree) -> None:
+    """The Vega scripts (~1 MB) only on pages that draw an explorer (tvlib.explore's container class)."""
+    if "tvlib-explorer" in context.get("body", "") or "script_files" not in context:
+        return
+    context["script_files"][:] = [
+        js for js in context["script_files"] if not str(getattr(js, "filename", js) or "").endswith(_VEGA)
+    ]
+
+
+_UNNUMBERED_TITLE = re.compile(
+    r'(<p class="admonition-title"[^>]*>)<span class="caption-number">([A-Z][a-z]+) </span> \((.*)\)</p>'
+)
+_PAPER_SOURCE = re.compile(r"^(.*) \(([^()]* of the paper)\)$")
+
+
+def _flat_title(match: re.Match) -> str:
+    head, title = match.group(1), match.group(3)
+    paper = _PAPER_SOURCE.match(title)
+    if paper:
+        title = f"{paper.group(2)}: {paper.group(1)}"
+    return f'{head}<span class="tvlib-box-title">{title}</span></p>'
+
+
+def _flat_box_titles(app, pagename, templatename, context, doctree) -> None:
+    """Unnumbered boxes show their title alone: "Theorem 3 of the paper: Out-of-domain generalization" for a
+    restatement titled "Out-of-domain generalization (Theorem 3 of the paper)", "Conventions" for the book's
+    own box, instead of sphinx-proof's "Theorem (Out-of-domain generalization (Theorem 3 of the paper))"."""
+    if "body" in context:
+        context["body"] = _UNNUMBERED_TITLE.sub(_flat_title, context["body"])
+
+
+def _write_teaser(app, config) -> None:
+    """The landing page's teaser: a figure glued in a chapter's committed notebook, written as a PNG where
+    the page's figure directive reads it (tvlib_teaser: notebook, glue name, path), so it is always the
+    chapter's own figure."""
+    import base64
+    import json
+
+    if not config.tvlib_teaser:
+        return
+    root = Path(app.confdir)
+    notebook, name, target = (config.tvlib_teaser[k] for k in ("notebook", "glue", "path"))
+    cells = json.loads((root / notebook).read_text(encoding="utf-8"))["cells"]
+    for output in (o for c in cells for o in c.get("outputs", [])):
+        if output.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+            png = next((v for k, v in output.get("data", {}).items() if k.endswith("image/png")), None)
+            if png:
+                path = root / target
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(base64.b64decode(png))
+                return
+    raise ValueError(f"tvlib_teaser: no PNG glued as {name!r} in {notebook}: expected a glue_figure of that name")
+
+
+_FA_PACKS = {"fas": ("fa-solid", "fas"), "far": ("fa-regular", "far"), "fab": ("fa-brands", "fab")}
+_FA_ICON = re.compile(r'(?:"([\w-]+)"|(\w+)):\[(\d+),(\d+),\[([^\]]*)\],"[0-9a-f]+","((?:[^"\\]|\\.)*)"\]')
+
+
+def _fontawesome_packs(script: str) -> dict[str, dict[str, tuple[int, int, str]]]:
+    """{pack: {icon name or alias: (width, height, SVG path)}} read from the theme's fontawesome.js."""
+    packs: dict[str, dict[str, tuple[int, int, str]]] = {}
+    end = 0
+    for define in re.finditer(r'd\("(fa[brs])",(\w+)\)', script):
+        start = script.rfind(f"var {define.group(2)}={{", end, define.start())
+        chunk = script[start if start >= 0 else end:define.start()]
+        icons = packs.setdefault(define.group(1), {})
+        for m in _FA_ICON.finditer(chunk):
+            shape = (int(m.group(3)), int(m.group(4)), m.group(6))
+            for name in [m.group(1) or m.group(2), *re.findall(r'"([\w-]+)"', m.group(5))]:
+                icons.setdefault(name, shape)
+        end = define.end()
+    return packs
+
+
+def _icons_without_fontawesome(app, exception) -> None:
+    """The theme's icons as CSS masks (tvlib-icons.css) for the icons the built pages use, so no page
+    needs the 1.5 MB fontawesome.js, which the theme's template puts in every page and this takes out."""
+    from urllib.parse import quote
+
+    if exception or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    script = out / "_static" / "scripts" / "fontawesome.js"
+    if not script.is_file():
+        logger.warning("[tvlib] no _static/scripts/fontawesome.js: the icons cannot be drawn without it")
+        return
+    packs = _fontawesome_packs(script.read_text(encoding="utf-8"))
+    used: set[tuple[str, str]] = set()
+    tag = re.compile(r'[ \t]*<script[^>]*src="[^"]*scripts/fontawesome\.js[^"]*"[^>]*></script>\n?')
+    for page in out.rglob("*.html"):
+        html = page.read_text(encoding="utf-8", errors="replace")
+        if tag.search(html):  # the theme's template writes this tag itself: take it out of the page
+            page.write_text(tag.sub("", html), encoding="utf-8")
+        for classes in re.findall(r'class="([^"]*\bfa-[^"]*)"', html):
+            names = classes.split()
+            pack = next((p for p, aliases in _FA_PACKS.items() if set(aliases) & set(names)), "fas")
+            used |= {(pack, n[3:]) for n in names if n.startswith("fa-") and n[3:] in packs.get(pack, {})}
+    # The icon is drawn by ::before, so the theme's own display rules for the element (e.g. which of
+    # the colour-mode icons shows) keep working.
+    rules = [
+        ":where(i, span):where(.fa-solid, .fa-regular, .fa-brands, .fas, .far, .fab)::before {"
+        ' content: ""; display: inline-block; height: 1em; width: var(--tvlib-icon-w, 1em);'
+        " vertical-align: -0.125em; background-color: currentColor;"
+        " -webkit-mask: var(--tvlib-icon) no-repeat center / contain; mask: var(--tvlib-icon) no-repeat center / contain; }",
+        ":where(.fa-lg) { font-size: 1.25em; }",
+    ]
+    for pack, name in sorted(used):
+        w, h, path = packs[pack][name]
+        svg = f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}"><path d="{path}"/></svg>'
+        selector = ", ".join(f".{cls}.fa-{name}" for cls in _FA_PACKS[pack])
+        rules.append(f'{selector} {{ --tvlib-icon-w: {w / h:.4f}em; --tvlib-icon: url("data:image/svg+xml,{quote(svg)}"); }}')
+    (out / "_static" / "tvlib-icons.css").write_text("\n".join(rules) + "\n", encoding="utf-8")
 
 
 def setup(app):
     app.add_config_value("tvlib_mathjax_dir", "", "html")
     app.add_config_value("tvlib_no_launch", [], "html")
+    app.add_config_value("tvlib_teaser", {}, "env")
     app.connect("html-page-context", _drop_launch_buttons, priority=600)
     app.connect("config-inited", _exclude_paired_sources, priority=900)
     app.connect("config-inited", _use_local_mathjax, priority=900)
     app.connect("config-inited", _repository_substitutions, priority=900)
+    app.connect("config-inited", _write_teaser, priority=900)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
+    app.connect("html-page-context", _vega_only_with_explorers, priority=110)
+    app.connect("html-page-context", _flat_box_titles, priority=120)
+    app.connect("build-finished", _icons_without_fontawesome)
+    app.add_css_file("tvlib-icons.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
