@@ -7,6 +7,7 @@ page shows prose with the glued values, never the calls:
     book.glue(beta_hat=0.021, verdict_add=verdict)  # read by glue:text roles
     book.glue_figure("fig-addition-curves", fig)    # placed by a glue:figure directive
     book.table(df, {"lam": "{:.1f}", "error": "{:.3f}"})  # formatted, no index
+    book.table(df, {"lam": "{:.1f}"}, headers={"lam": "λ", "error": "hinge error"})  # the reader's headers
     book.glue(**book.seed_glues("sp_rows", per_seed))  # one number per seed, for tvlib-batch to collect
 
 seed_frame reads such per-seed numbers back from one row of a tvlib-batch table.
@@ -110,14 +111,30 @@ class Table:
         return {"text/html": self.html, "text/plain": self.text}
 
 
-def table(df: Any, formats: Mapping[str, str] | str, *, index: bool = False) -> Table:
-    """df with each column formatted (one format string for all, or one per column), without the index."""
+def table(
+    df: Any, formats: Mapping[str, str] | str, *, index: bool = False, headers: Mapping[str, str] | None = None
+) -> Table:
+    """df with each column formatted (one format string for all, or one per column), without the index.
+
+    headers maps column names to the headers the reader sees (words and units, e.g.
+    ``{"frac_large": "large entries (%)"}``); formats may name a column by either.
+    """
     import hashlib
 
     if isinstance(formats, Mapping):
-        missing = [c for c in formats if c not in df.columns]
+        missing = [c for c in formats if c not in df.columns and c not in (headers or {}).values()]
         if missing:
             raise ValueError(f"formats name columns {missing} that df does not have: expected some of {list(df.columns)}")
+    if headers:
+        unknown = [c for c in headers if c not in df.columns]
+        if unknown:
+            raise ValueError(f"headers name columns {unknown} that df does not have: expected some of {list(df.columns)}")
+        shown_names = [headers.get(c, c) for c in df.columns]
+        if len(set(shown_names)) != len(shown_names):
+            raise ValueError(f"headers give two columns the same header: {shown_names}")
+        if isinstance(formats, Mapping):
+            formats = {headers.get(c, c): f for c, f in formats.items()}
+        df = df.rename(columns=dict(headers))
     styler = df.style.format(formats, na_rep="–")
     if not index:
         styler = styler.hide(axis="index")
