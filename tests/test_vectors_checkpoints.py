@@ -113,6 +113,8 @@ RECIPES = [
     Recipe("magnitude", [1.0, 1.0], [0.1, 0.1]),
     Recipe("dare", [0.7, 0.5], [0.5, 0.5], seed=3),
     Recipe("dare_ties", [0.7, 0.5], [0.5, 0.5], rescale="l1"),
+    Recipe("della", [0.7, 0.5], [0.5, 0.4], rescale="l1", normalize="signed_weights", options={"epsilon": [0.1, 0.2]}),
+    Recipe("della_linear", [0.7, 0.5], [0.5, 0.5], seed=2),
     Recipe("rows", [1.0, 1.0], [0.5, 0.5]),
     Recipe("low_rank", [1.0, 1.0], rank=2, lam=[("mlp", 0.5), (None, 1.0)]),
     Recipe("task_arithmetic", [[("self_attn", 0.2), (None, 1.0)], 1.0], exclude=["*norm*"]),

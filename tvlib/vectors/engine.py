@@ -33,6 +33,7 @@ from .checkpoint import (
 )
 from .io import atomic_path, write_text
 from .kernels import NonFiniteError, Scratch, cast_checked, is_finite
+from .merge_methods import TrimCall
 from .recipe import (
     MaskFn,
     MergeState,
@@ -113,18 +114,21 @@ def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force:
                               "it (--force / force=True replaces it)")
 
 
-def _dare_norms(recipe: Recipe, key: str, parts, deltas, state: MergeState) -> list[tuple[float, float]]:
-    """Per vector, the L1 norms of a tensor's delta before and after DARE's drop, summed over its pieces (in
-    float64), so an L1 rescale can be applied piece by piece."""
-    dens = recipe.at(key).densities
-    sums = [[0.0, 0.0] for _ in dens]
+def _keep_norms(recipe: Recipe, key: str, parts, deltas, state: MergeState) -> list[tuple[float, float]]:
+    """Per vector, the L1 norms of a tensor's delta before and after a random drop (DARE, DELLA), summed over
+    its pieces (in float64), so an L1 rescale can be applied piece by piece."""
+    params = recipe.at(key)
+    sums = [[0.0, 0.0] for _ in params.densities]
     for part in parts:
+        state.offset = part[0]
         for i, d in enumerate(deltas(key, part)):
-            if dens[i] >= 1:
+            if params.densities[i] >= 1:
                 continue
-            keep = state.masks(i, key, d, 1.0 - dens[i], part[0])
+            opts = {name: params.options[name][i] for name in recipe.impl.model_options}
+            keep = recipe.impl.keep(d, TrimCall(recipe, i, key, params.densities[i], opts, state, False))
             sums[i][0] += float(d.abs().sum(dtype=torch.float64))
             sums[i][1] += float((d.abs() * keep).sum(dtype=torch.float64))
+    state.offset = None
     return [(b, a) for b, a in sums]
 
 
@@ -384,11 +388,18 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
     in_pieces = recipe.elementwise or (recipe.seeded_pieces and masks is None)
 
     def pieces(key: str) -> list[tuple[int, int] | None]:
-        """Chunks of at most `chunk` entries for elementwise recipes; None = the whole tensor."""
+        """Chunks of at most `chunk` entries for elementwise recipes (of whole rows where the method works
+        row by row); None = the whole tensor."""
+        shape = base_ck.infos[key].shape
         n = base_ck.infos[key].numel
         if not in_pieces or n <= chunk:
             return [None]
-        return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+        step = chunk
+        if recipe.impl.rows:
+            if len(shape) != 2:
+                return [None]
+            step = max(1, chunk // shape[1]) * shape[1]
+        return [(s, min(s + step, n)) for s in range(0, n, step)]
 
     def deltas(key: str, part: tuple[int, int] | None = None):
         info = base_ck.infos[key]
@@ -459,8 +470,9 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                     state.thresholds = find_thresholds(recipe, [k], {k: base_ck.infos[k].numel}, all_deltas,
                                                        scratch=pool, vectors=len(cks), densities=recipe.at(k).densities)
                 parts = pieces(k)
+                state.row_len = base_ck.infos[k].shape[-1] if base_ck.infos[k].shape else None
                 if recipe.seeded_pieces and recipe.rescale == "l1" and parts[0] is not None:
-                    state.l1 = _dare_norms(recipe, k, parts, deltas, state)
+                    state.l1 = _keep_norms(recipe, k, parts, deltas, state)
                 for part in parts:
                     state.offset = None if part is None else part[0]
                     if recipe.whole:

@@ -308,7 +308,7 @@ def dare_tensor(delta: Tensor, keep: Tensor, p: float, rescale: str = "entry") -
     if rescale == "entry":
         return out * (1.0 / (1.0 - p))
     if rescale == "l1":
-        return l1_rescale(out, delta.abs().sum())
+        return l1_rescale(out, delta.abs().sum(dtype=torch.float64))
     if rescale == "none":
         return out
     raise ValueError(f"rescale={rescale!r}: expected 'entry', 'l1' or 'none'")
@@ -316,8 +316,10 @@ def dare_tensor(delta: Tensor, keep: Tensor, p: float, rescale: str = "entry") -
 
 def l1_rescale(trimmed: Tensor, before: Tensor | float) -> Tensor:
     """trimmed scaled in place so its L1 norm equals `before` (the norm before trimming): mergekit's
-    rescale, left as it is where either norm is below 1e-7 (mergekit's guard against a vanishing norm)."""
-    after = trimmed.abs().sum()
+    rescale, left as it is where either norm is below 1e-7 (mergekit's guard against a vanishing norm).
+    The norms are summed in float64, so a tensor rescaled whole or in pieces (norms summed over the
+    pieces) gets the same factor."""
+    before, after = float(before), float(trimmed.abs().sum(dtype=torch.float64))
     if before < 1e-7 or after < 1e-7:
         return trimmed
     return trimmed.mul_(before / after)

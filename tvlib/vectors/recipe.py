@@ -289,9 +289,9 @@ class Recipe:
 
     @property
     def seeded_pieces(self) -> bool:
-        """True for DARE: with seeded masks (drawn per block of entries) it merges in pieces too, an L1 rescale
-        from norms gathered in one pass over the pieces before."""
-        return self.trim == "dare"
+        """True for the random drops (DARE, DELLA): with seeded masks (drawn per block of entries) they merge in
+        pieces too (DELLA's of whole rows), an L1 rescale from norms gathered in one pass over the pieces before."""
+        return self.impl.keep is not None
 
     @property
     def tensor_thresholds(self) -> bool:
@@ -346,6 +346,7 @@ class MergeState:
     masks: MaskFn | None = None
     scratch: Scratch | None = None
     offset: int | None = None  # the first entry of the piece being merged (None: whole tensors)
+    row_len: int | None = None  # the length of a row of the tensor being merged (pieces of whole rows)
     l1: list[tuple[float, float]] | None = None  # per vector: L1 norm of its delta before and after DARE's drop
 
 

@@ -45,6 +45,8 @@ class Method:
     shared_options: Mapping[str, float] = field(default_factory=dict)
     mergekit: Mapping[str, Any] | None = None
     summary: str = ""
+    keep: Callable[[Tensor, TrimCall], Tensor] | None = None  # a random drop's keep mask (pieces: its L1 norms)
+    rows: bool = False  # the trim works row by row: pieces of a matrix must be whole rows
 
     @property
     def whole(self) -> bool:

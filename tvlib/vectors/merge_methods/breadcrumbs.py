@@ -3,6 +3,7 @@ gamma, the outliers) and the smallest, keeping a fraction `density` in between; 
 election and mean (breadcrumbs_ties). Counts as mergekit's: keep int(density n), drop the int(gamma n)
 largest, fewer where both do not fit."""
 
+import torch
 from torch import Tensor
 
 from ..kernels import band_mask, l1_rescale
@@ -17,7 +18,7 @@ def trim(d: Tensor, c: TrimCall) -> Tensor:
     bottom = max(0, n - keep - int(c.options["gamma"] * n))
     mask = band_mask(d.abs(), keep, n - bottom - keep)
     out = d * mask
-    return l1_rescale(out, d.abs().sum()) if c.recipe.rescale == "l1" else out
+    return l1_rescale(out, d.abs().sum(dtype=torch.float64)) if c.recipe.rescale == "l1" else out
 
 
 METHODS = (

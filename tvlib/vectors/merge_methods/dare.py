@@ -14,6 +14,10 @@ def keep_mask(d: Tensor, c: TrimCall, p: float) -> Tensor:
     return c.state.masks(c.i, c.key, d, p) if offset is None else c.state.masks(c.i, c.key, d, p, offset)
 
 
+def keep(d: Tensor, c: TrimCall) -> Tensor:
+    return keep_mask(d, c, 1.0 - c.density)
+
+
 def trim(d: Tensor, c: TrimCall) -> Tensor:
     if c.density >= 1:  # mergekit: nothing dropped, nothing rescaled
         return d
@@ -27,5 +31,5 @@ def trim(d: Tensor, c: TrimCall) -> Tensor:
     return dare_tensor(d, keep, p, c.recipe.rescale)
 
 
-METHOD = Method("dare", trim=trim, kind="dare", densities=True, summary="random drop and rescale; sum",
+METHOD = Method("dare", trim=trim, keep=keep, kind="dare", densities=True, summary="random drop and rescale; sum",
                 mergekit={"normalize": "none", "rescale": "l1"})

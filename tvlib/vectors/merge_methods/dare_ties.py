@@ -3,6 +3,6 @@
 from . import dare
 from .base import Method
 
-METHOD = Method("dare_ties", trim=dare.trim, combine="ties", kind="dare", densities=True,
+METHOD = Method("dare_ties", trim=dare.trim, keep=dare.keep, combine="ties", kind="dare", densities=True,
                 summary="random drop and rescale; elect signs; mean",
                 mergekit={"normalize": "none", "rescale": "l1", "zero_sum": "plus"})

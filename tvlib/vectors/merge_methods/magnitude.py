@@ -15,7 +15,7 @@ def trim(d: Tensor, c: TrimCall) -> Tensor:
         mag = d.abs() if sc is None else torch.abs(d, out=sc.take("abs", d.shape, d.dtype))
         mask, thr[1] = top_mask(mag, thr[0], thr[1], None if sc is None else sc.take("mask", d.shape, torch.bool))
         return d.mul_(mask) if c.inplace else d * mask
-    before = d.abs().sum() if r.rescale == "l1" else None
+    before = d.abs().sum(dtype=torch.float64) if r.rescale == "l1" else None
     out = topk_tensor(d, c.density, r.rounding, sc, c.inplace)
     if before is not None and c.density < 1:
         out = l1_rescale(out if c.inplace else out.clone(), before)
