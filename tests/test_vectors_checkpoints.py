@@ -115,6 +115,8 @@ RECIPES = [
     Recipe("dare_ties", [0.7, 0.5], [0.5, 0.5], rescale="l1"),
     Recipe("della", [0.7, 0.5], [0.5, 0.4], rescale="l1", normalize="signed_weights", options={"epsilon": [0.1, 0.2]}),
     Recipe("della_linear", [0.7, 0.5], [0.5, 0.5], seed=2),
+    Recipe("breadcrumbs", [0.7, 0.5], [0.8, 0.6], options={"gamma": [0.05, 0.1]}),
+    Recipe("breadcrumbs_ties", [0.7, -0.5], [0.9, 0.3], options={"gamma": 0.02}, zero_sum="plus"),
     Recipe("rows", [1.0, 1.0], [0.5, 0.5]),
     Recipe("low_rank", [1.0, 1.0], rank=2, lam=[("mlp", 0.5), (None, 1.0)]),
     Recipe("task_arithmetic", [[("self_attn", 0.2), (None, 1.0)], 1.0], exclude=["*norm*"]),

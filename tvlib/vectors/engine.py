@@ -114,6 +114,20 @@ def check_output(out: str | os.PathLike, inputs: Sequence[Checkpoint], *, force:
                               "it (--force / force=True replaces it)")
 
 
+def _bands(recipe: Recipe, key: str, n: int, all_deltas, pool: Scratch, vectors: int) -> list:
+    """Breadcrumbs on a tensor in pieces: per vector the [threshold, room] of the top (skip + keep) entries and
+    of the top `skip` (the outliers dropped), found by radix-select passes over the pieces."""
+    from .merge_methods.breadcrumbs import counts
+
+    params = recipe.at(key)
+    ks = [counts(n, d, g) if d < 1 else (n, 0) for d, g in zip(params.densities, params.options["gamma"])]
+    upper = find_thresholds(recipe, [key], {key: n}, all_deltas, scratch=pool, vectors=vectors,
+                            counts=[keep + skip for keep, skip in ks])
+    top = find_thresholds(recipe, [key], {key: n}, all_deltas, scratch=pool, vectors=vectors,
+                          counts=[skip for _, skip in ks])
+    return [[u, t] for u, t in zip(upper, top)]
+
+
 def _keep_norms(recipe: Recipe, key: str, parts, deltas, state: MergeState) -> list[tuple[float, float]]:
     """Per vector, the L1 norms of a tensor's delta before and after a random drop (DARE, DELLA), summed over
     its pieces (in float64), so an L1 rescale can be applied piece by piece."""
@@ -171,6 +185,8 @@ class MergePlan:
     def passes(self) -> int:
         if self.recipe.seeded_pieces and self.recipe.rescale == "l1":
             return 2
+        if self.recipe.tensor_thresholds and self.recipe.trim == "breadcrumbs":
+            return 5
         return 3 if self.recipe.is_global or self.recipe.tensor_thresholds else 1
 
     def peak_bytes(self, chunk: int = CHUNK, pieces: bool | None = None) -> int:
@@ -235,6 +251,7 @@ class MergePlan:
         lines.append(f"  reads: {self.passes} pass(es) over {_size(read)}"
                      + (" (2 to find the global top-k thresholds, 1 to merge)" if self.recipe.is_global else
                         " (2 to find each tensor's top-k thresholds, 1 to merge)" if self.passes == 3 else
+                        " (4 to find the two ends of each tensor's kept band, 1 to merge)" if self.passes == 5 else
                         " (1 for the L1 norms of DARE's rescale, 1 to merge)" if self.passes == 2 else ""))
         out_bytes = sum(self.base.infos[k].numel * self.dtypes[k].itemsize for k in self.dtypes)
         lines.append(f"  writes: {_size(out_bytes)} of safetensors, config and tokenizer files of the base")
@@ -466,9 +483,12 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                 if k not in merged:
                     background.write(k, base_ck.read(k).to(out_dtype), False)
                     continue
-                if recipe.tensor_thresholds:  # this tensor's top-k thresholds, by passes over its pieces
+                if recipe.tensor_thresholds and recipe.trim == "magnitude":  # this tensor's top-k thresholds,
+                    # by passes over its pieces
                     state.thresholds = find_thresholds(recipe, [k], {k: base_ck.infos[k].numel}, all_deltas,
                                                        scratch=pool, vectors=len(cks), densities=recipe.at(k).densities)
+                elif recipe.tensor_thresholds:  # Breadcrumbs: the thresholds of the kept band's two ends
+                    state.bands = _bands(recipe, k, base_ck.infos[k].numel, all_deltas, pool, len(cks))
                 parts = pieces(k)
                 state.row_len = base_ck.infos[k].shape[-1] if base_ck.infos[k].shape else None
                 if recipe.seeded_pieces and recipe.rescale == "l1" and parts[0] is not None:
@@ -485,7 +505,7 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                     background.write(k, result, part is not None)
                     del acc, result
                     j += 1
-                state.offset = state.l1 = None
+                state.offset = state.l1 = state.bands = None
             ok = True
         finally:
             background.close(ok)

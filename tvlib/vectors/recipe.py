@@ -295,9 +295,10 @@ class Recipe:
 
     @property
     def tensor_thresholds(self) -> bool:
-        """True for a per-tensor top-k without rescaling: each vector's threshold in a tensor can be found by
-        radix-select passes over pieces of it, and the merge is then elementwise (memory of one piece)."""
-        return self.trim == "magnitude" and self.scope == "tensor" and self.rescale == "none"
+        """True for a per-tensor top-k (or Breadcrumbs' band) without rescaling: each vector's thresholds in a
+        tensor can be found by radix-select passes over pieces of it, and the merge is then elementwise."""
+        return self.rescale == "none" and (
+            (self.trim == "magnitude" and self.scope == "tensor") or self.trim == "breadcrumbs")
 
     @property
     def is_global(self) -> bool:
@@ -347,13 +348,14 @@ class MergeState:
     scratch: Scratch | None = None
     offset: int | None = None  # the first entry of the piece being merged (None: whole tensors)
     row_len: int | None = None  # the length of a row of the tensor being merged (pieces of whole rows)
+    bands: list | None = None  # Breadcrumbs in pieces: per vector the [threshold, room] of its upper and skipped top
     l1: list[tuple[float, float]] | None = None  # per vector: L1 norm of its delta before and after DARE's drop
 
 
 def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],
                     deltas: Callable[[str], Iterable[Tensor]], dtype: torch.dtype = torch.float32,
                     scratch: Scratch | None = None, vectors: int | None = None,
-                    densities: Sequence[float] | None = None) -> list[list]:
+                    densities: Sequence[float] | None = None, counts: Sequence[int] | None = None) -> list[list]:
     """The global top-k threshold and tie room of every vector, by radix-select passes over deltas(key).
 
     deltas(key) yields the delta of each vector for that key, in order (or, with `vectors` = n, the
@@ -363,7 +365,8 @@ def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],
     """
     n_all = sum(numel[k] for k in keys)
     dens = recipe.densities if densities is None else densities
-    sels = [KthLargest(count_kept(float(d), n_all, recipe.rounding), n_all, dtype) for d in dens]
+    ks = counts if counts is not None else [count_kept(float(d), n_all, recipe.rounding) for d in dens]
+    sels = [KthLargest(k, n_all, dtype) for k in ks]
     while not all(s.done for s in sels):
         for key in keys:
             for j, d in enumerate(deltas(key)):

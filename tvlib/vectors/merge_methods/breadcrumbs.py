@@ -6,17 +6,29 @@ largest, fewer where both do not fit."""
 import torch
 from torch import Tensor
 
-from ..kernels import band_mask, l1_rescale
+from ..kernels import band_mask, l1_rescale, top_mask
 from .base import Method, TrimCall
+
+
+def counts(n: int, density: float, gamma: float) -> tuple[int, int]:
+    """(entries kept, largest entries skipped) of a tensor of n entries, as mergekit counts them."""
+    keep = int(density * n)
+    bottom = max(0, n - keep - int(gamma * n))
+    return keep, n - bottom - keep
 
 
 def trim(d: Tensor, c: TrimCall) -> Tensor:
     if c.density >= 1:
         return d
-    n = d.numel()
-    keep = int(c.density * n)
-    bottom = max(0, n - keep - int(c.options["gamma"] * n))
-    mask = band_mask(d.abs(), keep, n - bottom - keep)
+    bands = getattr(c.state, "bands", None)
+    if bands is not None:  # a piece: the tensor's two thresholds were found beforehand
+        upper, skipped = bands[c.i]
+        mag = d.abs()
+        mask, upper[1] = top_mask(mag, upper[0], upper[1])
+        top, skipped[1] = top_mask(mag, skipped[0], skipped[1])
+        return d * (mask & ~top)
+    keep, skip = counts(d.numel(), c.density, c.options["gamma"])
+    mask = band_mask(d.abs(), keep, skip)
     out = d * mask
     return l1_rescale(out, d.abs().sum(dtype=torch.float64)) if c.recipe.rescale == "l1" else out
 
