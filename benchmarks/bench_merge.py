@@ -10,6 +10,12 @@
    copies = base + small noise), each run in its own process, measured by wall time and peak RSS
    (ru_maxrss of the child): task arithmetic with 1, 2, 3 models; TIES at density 0.2 with 2 models.
    The same YAML config is given to `tvlib merge` and to `mergekit-yaml`.
+3. Every method (METHOD_CONFIGS: task arithmetic, TIES, DARE, DARE-TIES, DELLA, Breadcrumbs, linear,
+   SLERP, Model Stock), the same YAML to both tools, on the ~380M model and on the same model with
+   Llama-3's vocabulary (128,256 x 1024 embedding and head: the largest tensors decide memory), run in
+   `--reps` interleaved repetitions (tool, method and model alternate; default 2); the table gives the
+   min and median wall time and the largest peak RSS of each. `--methods-only` runs this part alone,
+   `--scale small` on tiny models (a check that it runs, not a measurement).
 
 mergekit's pins conflict with the project's, so it lives in its own venv: --mergekit-python, else
 $TVLIB_MERGEKIT_PYTHON, else <workdir>/mergekit-venv (created with pip: torch as in .venv, mergekit==0.1.5).
@@ -34,6 +40,37 @@ BIG = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=24, num_a
            num_key_value_heads=16, vocab_size=32000, max_position_embeddings=2048, tie_word_embeddings=False)
 SMALL = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=4, vocab_size=256, max_position_embeddings=128, tie_word_embeddings=False)
+LLAMA3 = {**BIG, "vocab_size": 128256}
+MODELS = {"llama-380M": BIG, "llama3-vocab": LLAMA3}
+
+
+def method_config(method: str, root: Path, dtype: str = "bfloat16") -> str:
+    """The YAML both tools merge for `method` (mergekit's layout and defaults; base + 2 fine-tunes, Model Stock 3)."""
+    ft = [root / f"ft{i}" for i in (1, 2, 3)]
+    body = {
+        "task_arithmetic": [(ft[0], "{weight: 0.5}"), (ft[1], "{weight: 0.5}")],
+        "ties": [(ft[0], "{weight: 0.5, density: 0.2}"), (ft[1], "{weight: 0.5, density: 0.2}")],
+        "dare_linear": [(ft[0], "{weight: 0.5, density: 0.3}"), (ft[1], "{weight: 0.5, density: 0.3}")],
+        "dare_ties": [(ft[0], "{weight: 0.5, density: 0.3}"), (ft[1], "{weight: 0.5, density: 0.3}")],
+        "della": [(ft[0], "{weight: 0.5, density: 0.4, epsilon: 0.1}"), (ft[1], "{weight: 0.5, density: 0.4, epsilon: 0.1}")],
+        "breadcrumbs": [(ft[0], "{weight: 0.5, density: 0.8, gamma: 0.01}"), (ft[1], "{weight: 0.5, density: 0.8, gamma: 0.01}")],
+        "linear": [(ft[0], "{weight: 0.5}"), (ft[1], "{weight: 0.5}")],
+        "slerp": [(root / "base", None), (ft[0], None)],
+        "model_stock": [(ft[0], None), (ft[1], None), (ft[2], None)],
+    }[method]
+    lines = [f"merge_method: {method}"] + ([] if method == "linear" else [f"base_model: {root / 'base'}"]) + ["models:"]
+    for path, params in body:
+        lines.append(f"  - model: {path}")
+        if params:
+            lines.append(f"    parameters: {params}")
+    if method == "slerp":
+        lines.append("parameters: {t: [0.2, 0.8]}")
+    lines.append(f"dtype: {dtype}")
+    return "\n".join(lines) + "\n"
+
+
+METHOD_CONFIGS = ("task_arithmetic", "ties", "dare_linear", "dare_ties", "della", "breadcrumbs", "linear", "slerp",
+                  "model_stock")
 BUDGET = {"ta_rss": "tvlib RSS <= mergekit's, flat in n", "ta_wall": "tvlib wall <= mergekit's (target 1.2x naive)",
           "ties": "TIES d=0.2, 2 models: RSS and wall <= mergekit's"}
 
@@ -193,7 +230,7 @@ def agreement(work: Path, mk_python: str, say) -> list[tuple[str, float, int, in
         mk_out, tv_out = work / f"small-{method}-mergekit", work / f"small-{method}-tvlib"
         cmd = [mk_python, str(HERE / "_mergekit_driver.py"), str(cfg), str(mk_out)]
         subprocess.run(cmd + (["--hashed-masks"] if flags.get("hashed") else []), check=True, capture_output=True)
-        merge_checkpoints(root / "base", [root / "ft1", root / "ft2"], recipe, tv_out, masks=masks)
+        merge_checkpoints(root / "base", [root / "ft1", root / "ft2"], recipe, tv_out, masks=masks, force=True)
         worst, diff, total = max_abs_diff(tv_out, mk_out)
         rows.append((name, worst, diff, total))
         say(f"  {name:18s} max |tvlib - mergekit| = {worst:.3g}  ({diff:,} of {total:,} entries differ)")
@@ -222,17 +259,18 @@ def budgets(work: Path, mk_python: str, say) -> dict:
     for n in (1, 2, 3):
         cfg = work / f"ta{n}.yaml"
         cfg.write_text(yaml_config("task_arithmetic", root, n, weight=0.5))
-        jobs += [(f"task arithmetic, {n}", "tvlib merge", [tvlib_bin, "merge", str(cfg), str(work / "out-tvlib")]),
+        jobs += [(f"task arithmetic, {n}", "tvlib merge", [tvlib_bin, "merge", str(cfg), str(work / "out-tvlib"), "--force"]),
                  (f"task arithmetic, {n}", "mergekit-yaml", [mk_bin, str(cfg), str(work / "out-mergekit"), "--quiet"]),
                  (f"task arithmetic, {n}", "naive safe_open loop",
                   [sys.executable, __file__, "_naive", str(root / "base"), *[str(root / f"ft{i}") for i in range(1, n + 1)],
                    "--weight", "0.5", "--out", str(work / "out-naive")])]
-    cfg = work / "ties2.yaml"
+    cfg = work / "ties2.yaml"  # mergekit's layout: mergekit's semantics (per-tensor top-k) in both tools
     cfg.write_text(yaml_config("ties", root, 2, weight=0.5, density=0.2))
-    cfg_t = work / "ties2-tensor.yaml"
-    cfg_t.write_text(yaml_config("ties", root, 2, weight=0.5, density=0.2, params={"scope": "tensor"}))
-    jobs += [("TIES d=0.2, 2", "tvlib merge (global top-k)", [tvlib_bin, "merge", str(cfg), str(work / "out-tvlib-ties")]),
-             ("TIES d=0.2, 2", "tvlib merge (scope: tensor)", [tvlib_bin, "merge", str(cfg_t), str(work / "out-tvlib-ties-t")]),
+    cfg_g = work / "ties2-global.yaml"
+    cfg_g.write_text(yaml_config("ties", root, 2, weight=0.5, density=0.2, params={"scope": "global"}))
+    jobs += [("TIES d=0.2, 2", "tvlib merge", [tvlib_bin, "merge", str(cfg), str(work / "out-tvlib-ties"), "--force"]),
+             ("TIES d=0.2, 2", "tvlib merge (scope: global)",
+              [tvlib_bin, "merge", str(cfg_g), str(work / "out-tvlib-ties-g"), "--force"]),
              ("TIES d=0.2, 2", "mergekit-yaml", [mk_bin, str(cfg), str(work / "out-mergekit-ties"), "--quiet"])]
     for case, tool, cmd in jobs:
         res = run_measured(cmd, {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
@@ -251,6 +289,55 @@ def budgets(work: Path, mk_python: str, say) -> dict:
     return results
 
 
+def methods_bench(work: Path, mk_python: str, say, *, models: list[str], methods: list[str], reps: int,
+                  scale: str = "full") -> list[str]:
+    """Every method, both tools, interleaved repetitions; returns the table's lines."""
+    import statistics
+
+    from tvlib.vectors.checkpoint import open_checkpoint
+
+    tvlib_bin = str(Path(sys.executable).parent / "tvlib")
+    mk_bin = str(Path(mk_python).parent / "mergekit-yaml")
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    sizes = {}
+    for name in models:
+        spec = MODELS[name] if scale == "full" else {**SMALL, "vocab_size": 4096 if name == "llama3-vocab" else 256}
+        root = work / ("methods-" + name + ("" if scale == "full" else "-small"))
+        build(root, spec, 3, "bfloat16", 2e-3, "500MB")
+        sizes[name] = open_checkpoint(root / "base").numel()
+        for d in ("base", "ft1", "ft2", "ft3"):  # warm the page cache so no tool pays the first disk read
+            for f in (root / d).glob("*.safetensors"):
+                with open(f, "rb") as fh:
+                    while fh.read(1 << 24):
+                        pass
+        for method in methods:
+            (work / f"{name}-{method}.yaml").write_text(method_config(method, root))
+    for rep in range(reps):
+        for name in models:
+            for method in methods:
+                cfg = str(work / f"{name}-{method}.yaml")
+                tools = [("tvlib merge", [tvlib_bin, "merge", cfg, str(work / "out-m-tvlib"), "--force"]),
+                         ("mergekit-yaml", [mk_bin, cfg, str(work / "out-m-mergekit"), "--quiet"])]
+                for tool, cmd in tools if rep % 2 == 0 else tools[::-1]:
+                    res = run_measured(cmd, {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+                    runs.setdefault((name, method, tool), []).append(res)
+                    say(f"  rep {rep + 1} {name:12s} {method:15s} {tool:14s} {res['wall']:6.1f} s  "
+                        f"{res['rss'] / 1e9:5.2f} GB  (load {os.getloadavg()[0]:.1f})")
+    lines = ["| model | method | tool | wall min / median (s) | peak RSS (GB) | vs mergekit (median wall, RSS) |",
+             "|---|---|---|---|---|---|"]
+    for name in models:
+        for method in methods:
+            mk = runs[(name, method, "mergekit-yaml")]
+            mk_wall, mk_rss = statistics.median(r["wall"] for r in mk), max(r["rss"] for r in mk)
+            for tool in ("tvlib merge", "mergekit-yaml"):
+                rs = runs[(name, method, tool)]
+                wall, rss = statistics.median(r["wall"] for r in rs), max(r["rss"] for r in rs)
+                lines.append(f"| {name} ({sizes[name] / 1e6:.0f}M) | {method} | {tool} | "
+                             f"{min(r['wall'] for r in rs):.1f} / {wall:.1f} | {rss / 1e9:.2f} | "
+                             f"{wall / mk_wall:.2f}x, {rss / mk_rss:.2f}x |")
+    return lines
+
+
 def table(res: dict) -> list[str]:
     n = res["n_params"]
     lines = ["| case | tool | wall (s) | peak RSS (GB) | bytes/param | vs mergekit (wall, RSS) |",
@@ -266,7 +353,7 @@ def verdicts(res: dict) -> list[str]:
     ta = [res[(f"task arithmetic, {n}", "tvlib merge")] for n in (1, 2, 3)]
     mk = [res[(f"task arithmetic, {n}", "mergekit-yaml")] for n in (1, 2, 3)]
     nv = [res[(f"task arithmetic, {n}", "naive safe_open loop")] for n in (1, 2, 3)]
-    ties, ties_mk = res[("TIES d=0.2, 2", "tvlib merge (global top-k)")], res[("TIES d=0.2, 2", "mergekit-yaml")]
+    ties, ties_mk = res[("TIES d=0.2, 2", "tvlib merge")], res[("TIES d=0.2, 2", "mergekit-yaml")]
     flat = max(r["rss"] for r in ta) / min(r["rss"] for r in ta)
     out = [
         f"task arithmetic RSS <= mergekit's for n = 1, 2, 3: {all(a['rss'] <= b['rss'] for a, b in zip(ta, mk))}; "
@@ -303,6 +390,12 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/tvlib-bench-merge")
     parser.add_argument("--mergekit-python", default=None)
     parser.add_argument("--skip-budgets", action="store_true", help="only the agreement checks (seconds)")
+    parser.add_argument("--methods-only", action="store_true", help="only part 3: every method, both tools")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"part 3's models (default {','.join(MODELS)})")
+    parser.add_argument("--methods", default=",".join(METHOD_CONFIGS), help="part 3's methods (default: all)")
+    parser.add_argument("--reps", type=int, default=2, help="part 3's interleaved repetitions (default 2)")
+    parser.add_argument("--scale", choices=("full", "small"), default="full",
+                        help="small: tiny models, to check that part 3 runs (not a measurement)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(HERE))
@@ -323,6 +416,18 @@ def main() -> None:
     say(f"import torch: {t_torch:.2f} s; import tvlib.vectors beyond it: {t_vectors:.2f} s (budget 0.5 s)")
     say(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes share them); "
         "every timed run uses OMP_NUM_THREADS=1, tvlib's default")
+    if args.methods_only:
+        say(f"every method, the same YAML to both tools, {args.reps} interleaved repetitions:")
+        table3 = methods_bench(work, mk, say, models=args.models.split(","), methods=args.methods.split(","),
+                               reps=args.reps, scale=args.scale)
+        say("")
+        for line in table3:
+            say(line)
+        say(f"load average at end: {os.getloadavg()[0]:.1f}")
+        out = HERE / "results" / ("bench_merge_methods.txt" if args.scale == "full" else "bench_merge_methods_small.txt")
+        out.write_text("\n".join(lines) + "\n")
+        print(f"written to {out.relative_to(ROOT)}")
+        return
     say("agreement where the semantics agree (small float32 Llama, base + 2 models):")
     agreement(work, mk, say)
     if args.skip_budgets:

@@ -135,6 +135,22 @@ def test_streaming_equals_in_memory_for_every_method(ckpts, tmp_path, recipe):
         torch.testing.assert_close(got[k].float(), ref[k].float(), rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("recipe", [Recipe("linear", [0.5, 0.3, 0.2]), Recipe("slerp", [1.0], options={"t": (0.2, 0.9)}),
+                                    Recipe("model_stock", [1.0, 1.0, 1.0])], ids=lambda r: r.method)
+def test_whole_model_methods_give_the_same_model_in_pieces(ckpts, tmp_path, recipe):
+    root, base = ckpts
+    perturbed(base, 7).save_pretrained(tmp_path / "ft3")
+    models_ = [root / "ft1", root / "ft2", tmp_path / "ft3"][:len(recipe.weights)]
+    ref = root / "ft1" if recipe.method == "linear" else root / "base"
+    merge_checkpoints(ref, models_, recipe, tmp_path / "whole", dtype=torch.float32)
+    merge_checkpoints(ref, models_, recipe, tmp_path / "pieces", dtype=torch.float32, chunk=333)
+    whole, pieces = load_state_dict(tmp_path / "whole"), load_state_dict(tmp_path / "pieces")
+    assert not torch.equal(whole["model.layers.0.mlp.up_proj.weight"],
+                           load_state_dict(root / "base")["model.layers.0.mlp.up_proj.weight"].float())
+    for k in whole:
+        torch.testing.assert_close(pieces[k], whole[k], rtol=1e-6, atol=1e-7)  # sums in another order
+
+
 def test_failed_merge_leaves_nothing_and_keeps_an_existing_output(ckpts, tmp_path):
     root, _base = ckpts
     bad = tmp_path / "bad"

@@ -402,7 +402,9 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
     current: dict[str, Tensor] = {}
     pool = Scratch()
 
-    in_pieces = recipe.elementwise or (recipe.seeded_pieces and masks is None)
+    impl = recipe.impl
+    whole_pieces = recipe.whole and (impl.pieces(recipe) if callable(impl.pieces) else impl.pieces)
+    in_pieces = recipe.elementwise or (recipe.seeded_pieces and masks is None) or whole_pieces
 
     def pieces(key: str) -> list[tuple[int, int] | None]:
         """Chunks of at most `chunk` entries for elementwise recipes (of whole rows where the method works
@@ -439,20 +441,31 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
             d = pool.take("delta0" if i == 0 else "delta", shape, wide).copy_(x)
             yield d.sub_(b)
 
-    def whole(key: str) -> Tensor:
-        """A method of whole tensors: every model's tensor (and the base's) in float32, merged."""
+    def whole_inputs(key: str, part: tuple[int, int] | None = None) -> tuple[list[Tensor], Tensor | None]:
+        """Every model's tensor (or piece) and the base's, in float32."""
         wide = torch.promote_types(base_ck.infos[key].dtype, torch.float32)
         named = [(f"model {i} ({ck.name})", ck) for i, ck in enumerate(cks)]
         if recipe.impl.base == "required":
             named.append((f"base ({base_ck.name})", base_ck))
         tensors = []
         for who, ck in named:
-            x = ck.read(key)
+            x = ck.read(key, part=part)
             if not allow_nonfinite and not is_finite(x):
                 raise NonFiniteError(f"{who}: {key} holds NaN or infinite values (allow_nonfinite=True lets them through)")
             tensors.append(x.to(wide))
         base_t = tensors.pop() if recipe.impl.base == "required" else None
-        return merge_tensors(recipe, key, tensors, base_t)
+        return tensors, base_t
+
+    def whole_stats(key: str, parts) -> list[float] | None:
+        """The method's sums over the whole tensor, from a pass over its pieces (None: one piece, or no stats)."""
+        if impl.stats is None or parts[0] is None:
+            return None
+        total = None
+        for part in parts:
+            tensors, base_t = whole_inputs(key, part)
+            st = impl.stats(tensors, base_t, recipe.at(key), recipe)
+            total = st if total is None else [a + b for a, b in zip(total, st)]
+        return total
 
     def all_deltas(key: str):  # the threshold passes: every chunk of every vector, in order
         for part in pieces(key):
@@ -493,10 +506,11 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                 state.row_len = base_ck.infos[k].shape[-1] if base_ck.infos[k].shape else None
                 if recipe.seeded_pieces and recipe.rescale == "l1" and parts[0] is not None:
                     state.l1 = _keep_norms(recipe, k, parts, deltas, state)
+                stats = whole_stats(k, parts) if recipe.whole else None
                 for part in parts:
                     state.offset = None if part is None else part[0]
                     if recipe.whole:
-                        acc = whole(k)
+                        acc = merge_tensors(recipe, k, *whole_inputs(k, part), stats)
                     else:
                         acc = merge_tensor(recipe, k, deltas(k, part), state, inplace=True)
                         acc.add_(current.pop("base"))

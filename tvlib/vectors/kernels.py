@@ -39,6 +39,8 @@ __all__ = [
     "linear_tensor",
     "low_rank_factors",
     "model_stock_tensor",
+    "model_stock_stats",
+    "slerp_stats",
     "slerp_tensor",
     "row_mask",
     "top_mask",
@@ -237,32 +239,59 @@ def linear_tensor(tensors: list[Tensor], weights: tuple[float, ...], normalize: 
     return out.div_(sum(weights)) if normalize else out
 
 
-def slerp_tensor(t: float, v0: Tensor, v1: Tensor, dot_threshold: float = 0.9995, eps: float = 1e-8) -> Tensor:
+def slerp_stats(v0: Tensor, v1: Tensor) -> list[float]:
+    """(|v0|^2, |v1|^2, v0 . v1) in float64: what SLERP needs of two whole tensors, additive over pieces."""
+    a, b = v0.reshape(-1).double(), v1.reshape(-1).double()
+    return [float(a @ a), float(b @ b), float(a @ b)]
+
+
+def slerp_tensor(t: float, v0: Tensor, v1: Tensor, dot_threshold: float = 0.9995, eps: float = 1e-8,
+                 stats: list[float] | None = None) -> Tensor:
     """Spherical interpolation from v0 (t = 0) to v1 (t = 1) of the flattened tensors, linear where they are
-    (anti)parallel (|cos| > dot_threshold): mergekit's slerp."""
-    a, b = v0.reshape(-1), v1.reshape(-1)
-    if a.numel() == 0:
+    (anti)parallel (|cos| > dot_threshold): mergekit's slerp. stats: slerp_stats of the whole tensors when
+    v0, v1 are pieces of them."""
+    if v0.numel() == 0:
         return v0.clone()
-    na, nb = torch.linalg.vector_norm(a), torch.linalg.vector_norm(b)
-    na, nb = (na if na > eps else torch.ones_like(na)), (nb if nb > eps else torch.ones_like(nb))
-    dot = ((a / na) * (b / nb)).sum().clamp(-1, 1)
-    if dot.abs() > dot_threshold:
-        return ((1 - t) * a + t * b).reshape(v0.shape)
-    theta = torch.acos(dot)
-    s = torch.sin(theta)
-    return (torch.sin((1 - t) * theta) / s * a + torch.sin(t * theta) / s * b).reshape(v0.shape)
+    sq_a, sq_b, dot = slerp_stats(v0, v1) if stats is None else stats
+    na, nb = math.sqrt(sq_a), math.sqrt(sq_b)
+    na, nb = (na if na > eps else 1.0), (nb if nb > eps else 1.0)
+    dot = min(1.0, max(-1.0, dot / (na * nb)))
+    if abs(dot) > dot_threshold:
+        ca, cb = 1 - t, t
+    else:
+        theta = math.acos(dot)
+        ca, cb = math.sin((1 - t) * theta) / math.sin(theta), math.sin(t * theta) / math.sin(theta)
+    return (v0 * ca).add_(v1, alpha=cb)
 
 
-def model_stock_tensor(base: Tensor, tensors: list[Tensor], filter_wise: bool = False) -> Tensor:
+def model_stock_stats(base: Tensor, tensors: list[Tensor]) -> list[float]:
+    """Squared norms of the offsets x_i - base, then their dot products (i < j), in float64: additive over pieces."""
+    offsets = [(x.reshape(-1) - base.reshape(-1)).double() for x in tensors]
+    out = [float(o @ o) for o in offsets]
+    out += [float(a @ b) for i, a in enumerate(offsets) for b in offsets[i + 1:]]
+    return out
+
+
+def model_stock_tensor(base: Tensor, tensors: list[Tensor], filter_wise: bool = False,
+                       stats: list[float] | None = None) -> Tensor:
     """Model Stock (Jang et al. 2024, as mergekit computes it): t = n cos / (1 + (n - 1) cos) from the mean
     pairwise cosine of the fine-tuned offsets (of the whole tensor, or of each row with filter_wise), then
-    t * mean(models) + (1 - t) * base; the base where the denominator vanishes."""
+    t * mean(models) + (1 - t) * base; the base where the denominator vanishes. stats: model_stock_stats of
+    the whole tensors when these are pieces of them (not with filter_wise)."""
+    n = len(tensors)
+    if not filter_wise:
+        st = model_stock_stats(base, tensors) if stats is None else stats
+        norms, dots = [math.sqrt(v) for v in st[:n]], iter(st[n:])
+        cos = [max(-1.0, min(1.0, next(dots) / max(norms[i] * norms[j], 1e-6)))
+               for i in range(n) for j in range(i + 1, n)]
+        c = sum(cos) / len(cos)
+        den = 1 + (n - 1) * c
+        t = 0.0 if abs(den) < 1e-6 else n * c / den
+        avg = torch.stack(tensors).sum(0).div_(n) if n > 1 else tensors[0].clone()
+        return avg.mul_(t).add_(base, alpha=1 - t)
     shape = base.shape
-    if filter_wise:
-        w0 = base.unsqueeze(0) if base.ndim == 1 else base
-        ws = [x.unsqueeze(0) if x.ndim == 1 else x for x in tensors]
-    else:
-        w0, ws = base.reshape(-1), [x.reshape(-1) for x in tensors]
+    w0 = base.unsqueeze(0) if base.ndim == 1 else base
+    ws = [x.unsqueeze(0) if x.ndim == 1 else x for x in tensors]
     offsets = [x - w0 for x in ws]
     cos = []
     for i, a in enumerate(offsets):
@@ -270,7 +299,6 @@ def model_stock_tensor(base: Tensor, tensors: list[Tensor], filter_wise: bool = 
             norms = torch.norm(a, dim=-1) * torch.norm(b, dim=-1)
             cos.append(((a * b).sum(dim=-1) / norms.clamp(min=1e-6)).clamp(-1, 1))
     c = torch.stack(cos).mean(dim=0).unsqueeze(-1)
-    n = len(ws)
     denominator = 1 + (n - 1) * c
     singular = denominator.abs() < 1e-6
     t = torch.where(singular, torch.zeros_like(c), n * c / torch.where(singular, torch.ones_like(c), denominator))

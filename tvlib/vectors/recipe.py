@@ -415,7 +415,8 @@ def merge_tensor(recipe: Recipe, key: str, deltas: Iterable[Tensor], state: Merg
     return acc if lam == 1.0 else acc.mul_(lam)
 
 
-def merge_tensors(recipe: Recipe, key: str, tensors: Sequence[Tensor], base: Tensor | None) -> Tensor:
-    """The merged tensor `key` of a method of whole tensors (linear, slerp, model_stock), from the models'
-    tensors and the base's (None for linear)."""
-    return recipe.impl.merge(list(tensors), base, recipe.at(key), recipe)
+def merge_tensors(recipe: Recipe, key: str, tensors: Sequence[Tensor], base: Tensor | None,
+                  stats: list[float] | None = None) -> Tensor:
+    """The merged tensor `key` (or a piece of it, given the whole tensor's stats) of a method of whole tensors
+    (linear, slerp, model_stock), from the models' tensors and the base's (None for linear)."""
+    return recipe.impl.merge(list(tensors), base, recipe.at(key), recipe, stats)

@@ -47,6 +47,8 @@ class Method:
     summary: str = ""
     keep: Callable[[Tensor, TrimCall], Tensor] | None = None  # a random drop's keep mask (pieces: its L1 norms)
     rows: bool = False  # the trim works row by row: pieces of a matrix must be whole rows
+    pieces: bool | Callable[[Any], bool] = False  # a whole-tensor merge that can run on pieces (given stats)
+    stats: Callable[..., list[float]] | None = None  # (tensors, base, params, recipe) -> sums over a piece
 
     @property
     def whole(self) -> bool:
