@@ -203,7 +203,7 @@ class MergePlan:
         if self.recipe.combine == "ties":
             per_entry += 6 * 4 + 1
         largest = max((self.base.infos[k].numel for k in self.merged), default=0)
-        if self.recipe.elementwise or self.recipe.seeded_pieces if pieces is None else pieces:
+        if self.recipe.in_pieces if pieces is None else pieces:
             largest = min(largest, chunk)
         return RUNTIME_BYTES + largest * per_entry
 
@@ -403,8 +403,7 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
     pool = Scratch()
 
     impl = recipe.impl
-    whole_pieces = recipe.whole and (impl.pieces(recipe) if callable(impl.pieces) else impl.pieces)
-    in_pieces = recipe.elementwise or (recipe.seeded_pieces and masks is None) or whole_pieces
+    in_pieces = recipe.in_pieces and not (recipe.seeded_pieces and masks is not None)  # given masks: whole tensors
 
     def pieces(key: str) -> list[tuple[int, int] | None]:
         """Chunks of at most `chunk` entries for elementwise recipes (of whole rows where the method works

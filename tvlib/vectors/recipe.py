@@ -288,6 +288,13 @@ class Recipe:
         return (self.trim is None and not self.whole) or self.is_global or self.tensor_thresholds
 
     @property
+    def in_pieces(self) -> bool:
+        """True when the streaming engine can merge a tensor in pieces (with the engine's seeded masks)."""
+        impl = self.impl
+        whole = self.whole and (impl.pieces(self) if callable(impl.pieces) else impl.pieces)
+        return self.elementwise or self.seeded_pieces or whole
+
+    @property
     def seeded_pieces(self) -> bool:
         """True for the random drops (DARE, DELLA): with seeded masks (drawn per block of entries) they merge in
         pieces too (DELLA's of whole rows), an L1 rescale from norms gathered in one pass over the pieces before."""
