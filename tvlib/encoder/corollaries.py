@@ -54,6 +54,6 @@ def random_like(tv: TaskVector, seed: int) -> TaskVector:
     out = {}
     for k in tv.keys():
         d = tv.deltas[k]
-        r = torch.randn(d.shape, generator=g, dtype=d.dtype)
+        r = torch.randn(d.shape, generator=g, dtype=d.dtype).to(d.device)
         out[k] = r * (d.norm() / r.norm()) if float(r.norm()) > 0 else r
     return TaskVector(out)

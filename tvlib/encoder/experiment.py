@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import hinge, output_cosine
+from ..vectors.device import resolve_device
 from ..vectors.task_vector import TaskVector, merge
 from . import texts
 from .load import load_encoder
@@ -69,13 +70,14 @@ def setup(p: PretrainedParams) -> Run:
         encoder, tokenizer, _ = load_encoder(p.model_name)
     finally:
         transformers.logging.set_verbosity(verbosity)
-    encoder.to(p.device)
+    device = resolve_device(p.device)
+    encoder.to(device)
     head = fixed_head(encoder.config.hidden_size, p.head_seed, p.head_scale)
     base = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
     train = texts.sample(p.n_train, seed=p.seed)
     test = texts.sample(p.n_test, seed=p.test_seed)
-    return Run(p, encoder, head, base, p.tasks(), train, test, tokenize(tokenizer, train.text, p.max_len),
-               tokenize(tokenizer, test.text, p.max_len))
+    return Run(p, encoder, head, base, p.tasks(), train, test, tokenize(tokenizer, train.text, p.max_len).to(device),
+               tokenize(tokenizer, test.text, p.max_len).to(device))
 
 
 def finetune_tasks(run: Run, names: Sequence[str], method: str = "full") -> dict[str, TaskVector]:

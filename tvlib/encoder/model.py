@@ -39,6 +39,9 @@ class Tokens:
     def take(self, idx: Tensor) -> Tokens:
         return Tokens(self.ids[idx], self.mask[idx])
 
+    def to(self, device: torch.device | str) -> Tokens:
+        return Tokens(self.ids.to(device), self.mask.to(device))
+
 
 def tokenize(tokenizer, texts: Sequence[str], max_len: int) -> Tokens:
     """Tokens of texts, truncated and padded to max_len."""
@@ -56,7 +59,7 @@ def _gap(encoder: nn.Module, head: Tensor, tokens: Tokens) -> Tensor:
     h = encoder(input_ids=tokens.ids, attention_mask=tokens.mask).last_hidden_state
     m = tokens.mask.unsqueeze(-1).to(h.dtype)
     pooled = (h * m).sum(1) / m.sum(1)
-    return pooled @ head.to(h.dtype)
+    return pooled @ head.to(h.device, h.dtype)
 
 
 @torch.no_grad()
@@ -74,9 +77,9 @@ def logits(encoder: nn.Module, head: Tensor, tokens: Tokens, state_dict: Mapping
             z = functional_call(encoder, dict(state_dict), args=(),
                                 kwargs={"input_ids": part.ids, "attention_mask": part.mask}).last_hidden_state
             m = part.mask.unsqueeze(-1).to(z.dtype)
-            z = ((z * m).sum(1) / m.sum(1)) @ head.to(z.dtype)
+            z = ((z * m).sum(1) / m.sum(1)) @ head.to(z.device, z.dtype)
         out.append(torch.stack([-z, z], -1))
-    return torch.cat(out).float()
+    return torch.cat(out).float().cpu()
 
 
 def layer_type(key: str) -> str:
@@ -136,7 +139,7 @@ def finetune(encoder: nn.Module, head: Tensor, tokens: Tokens, y: np.ndarray, *,
         for idx in _batches(len(tokens), batch_size, steps, seed):
             part = tokens.take(idx)
             z = _gap(model, head, part)
-            loss = hinge(z, target[idx].to(z.dtype)).mean()
+            loss = hinge(z, target[idx].to(z.device, z.dtype)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

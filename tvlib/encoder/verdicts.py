@@ -1,8 +1,8 @@
 """The chapter's verdicts on the held-out seeds, each a tvlib.rules rule with its lambda = 0 baseline beside it.
 
 Thresholds, fixed before the held-out runs: a task is *learned* (or kept) at test accuracy >= LEARNED,
-*forgotten* at <= FORGOTTEN; a corollary's compressed vector *suffices* when both accuracies are within
-TOL of the uncompressed vector's. A verdict on a claim that the lambda = 0 model (Psi*_T1 alone)
+*forgotten* at <= FORGOTTEN; a compressed (or random) vector *matches* the uncompressed merge when both
+accuracies are within TOL of its accuracies in at least 4 of 5 seeds. A verdict on a claim that the lambda = 0 model (Psi*_T1 alone)
 already satisfies, in as many seeds as the rule asks, is reported as "trivial": the arithmetic did
 nothing the baseline did not.
 """
@@ -105,11 +105,12 @@ def ood_claims(runs: pd.DataFrame, method: str, c: float) -> dict[str, object]:
     t1_alone = runs[f"{method}_on_target_T1"].to_numpy(float)
     target = runs[f"{method}_own_ood_Tp"].to_numpy(float)
     ok = np.isfinite(inside)
+    empty = "n/a (condition (7) holds nowhere on the grid)"
     return {"gamma": gam, "beta": np.array(betas), "n_region": np.array(n_region), "inside": inside,
             "outside": outside, "best": np.array(best), "best_at": best_at, "t1_alone": t1_alone, "target": target,
-            "region_better": rules.ordering(inside[ok], outside[ok]) if ok.sum() > 1 else "n/a",
+            "region_better": rules.ordering(inside[ok], outside[ok]) if ok.sum() > 1 else empty,
             "merge_beats_t1": rules.ordering(np.array(best), t1_alone),
-            "region_learned": rules.fraction_of_seeds(np.where(ok, inside, 0.0) >= LEARNED)}
+            "region_learned": rules.fraction_of_seeds(np.where(ok, inside, 0.0) >= LEARNED) if ok.any() else empty}
 
 
 def rank_curve(runs: pd.DataFrame, method: str, goal: str) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +147,7 @@ def corollary_claims(runs: pd.DataFrame, method: str, rank: int, keep: float) ->
                 "random": runs[[f"{method}_random_{goal}_T1", f"{method}_random_{goal}_T2"]].to_numpy(float)}
         for name, acc in cand.items():
             close = (np.abs(acc - ref) <= TOL).all(1)
-            v = rules.fraction_of_seeds(close, words=("suffices", "does not suffice"))
+            v = rules.fraction_of_seeds(close, words=("matches", "differs"))
             out.append({"goal": "addition" if goal == "add" else "negation", "vector": name,
                         "T1": acc[:, 0].mean(), "T2": acc[:, 1].mean(), "T1 full": ref[:, 0].mean(),
                         "T2 full": ref[:, 1].mean(), "verdict": v.word, "seeds": v.detail})
