@@ -232,7 +232,8 @@ def test_command_merges_and_dry_run_reports(ckpts, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"slices": []}, "slices: layer slices"),
+    ({"slices": [], "models": None}, "slices: tvlib reads one slice"),
+    ({"slices": [{"sources": [{"model": "m", "layer_range": [4, 8]}]}], "models": None}, "frankenmerges"),
     ({"colour": 1}, "unknown config keys"),
     ({"merge_method": "frankenmerge"}, "merge_method='frankenmerge'"),
     ({"parameters": {"normalize": "mean"}}, "normalize='mean'"),

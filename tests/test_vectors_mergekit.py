@@ -152,3 +152,27 @@ def test_exact_cancellation_elects_plus_by_default_and_nothing_with_zero_sum_dro
     job = parse_config(cfg, root=root)
     merge_checkpoints(job.base, job.models, job.recipe, tmp_path / "drop", dtype=job.dtype)
     assert torch.equal(load_state_dict(tmp_path / "drop")[key], base)  # the paper's: no sign, entry stays 0
+
+
+def test_a_whole_model_slice_reads_as_models_and_a_cut_is_refused(inputs, reference, tmp_path):
+    """The SLERP configs people share use `slices:` with one slice over every layer: mergekit's model again."""
+    import yaml
+
+    root, _ = inputs
+    _, ref = reference
+    text, _ = ref_mod.CASES["slerp"]
+    cfg = yaml.safe_load(text.format(root=root))
+    cfg["slices"] = [{"sources": [{"model": m["model"], "layer_range": [0, 3]} for m in cfg.pop("models")]}]
+    got = {}
+    job = parse_config(cfg, root=root)
+    merge_checkpoints(job.base, job.models, job.recipe, tmp_path / "out", dtype=job.dtype)
+    got = load_state_dict(tmp_path / "out")
+    for k, v in got.items():
+        torch.testing.assert_close(v, ref[f"slerp/{k}"], rtol=1e-6, atol=1e-6)
+    cut = {**cfg, "slices": [{"sources": [{"model": s["model"], "layer_range": [0, 2]} for s in cfg["slices"][0]["sources"]]}]}
+    job = parse_config(cut, root=root)
+    with pytest.raises(ValueError, match="covers layers 0..2 but .* has 3"):
+        merge_checkpoints(job.base, job.models, job.recipe, tmp_path / "cut")
+    stacked = {**cfg, "slices": cfg["slices"] * 2}
+    with pytest.raises(ValueError, match="frankenmerges"):
+        parse_config(stacked, root=root)

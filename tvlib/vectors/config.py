@@ -42,9 +42,9 @@ from .recipe import ALIASES, MERGE_METHODS, Recipe
 
 __all__ = ["MergeJob", "load_config", "parse_config"]
 
-TOP_KEYS = {"merge_method", "base_model", "models", "parameters", "dtype", "out_dtype", "include", "exclude",
+TOP_KEYS = {"slices", "merge_method", "base_model", "models", "parameters", "dtype", "out_dtype", "include", "exclude",
             "tokenizer_source", "shard_size", "allow_nonfinite", "strict", "name"}
-UNSUPPORTED = {"slices": "layer slices (frankenmerges)", "modules": "per-module merges",
+UNSUPPORTED = {"modules": "per-module merges",
                "tokenizer": "tokenizer surgery", "chat_template": "chat templates"}
 METHOD_KEYS = {"lambda", "normalize", "scope", "rescale", "rounding", "rank", "seed", "int8_mask", "weight", "density",
                "zero_sum", "gamma", "epsilon", "t", "filter_wise"}
@@ -64,6 +64,7 @@ class MergeJob:
     allow_nonfinite: bool = False
     text: str = ""
     notes: list[str] = field(default_factory=list)
+    layers: int | None = None  # a `slices:` config: the layer count its one slice covers (checked against the base)
 
 
 def _param(value: Any, where: str) -> Any:
@@ -87,6 +88,23 @@ def _param(value: Any, where: str) -> Any:
         return tuple(out)
     raise ValueError(f"{where}: {value!r}: expected a number, a list of numbers (a gradient) or a list of "
                      "{filter, value} entries")
+
+
+def _whole_slice(slices: Any) -> list[dict]:
+    """mergekit's `slices:` layout for a whole-model merge (one slice whose sources all cover layers 0..N) as
+    models entries; layer slices that cut or stack layers (frankenmerges) are refused."""
+    msg = ("slices: tvlib reads one slice whose sources all take the same whole layer range [0, N] (a whole-model "
+           "merge in mergekit's slices layout); layer slices that cut or stack layers (frankenmerges) are not supported")
+    if not (isinstance(slices, list) and len(slices) == 1 and isinstance(slices[0], dict)
+            and set(slices[0]) <= {"sources"} and isinstance(slices[0].get("sources"), list) and slices[0]["sources"]):
+        raise ValueError(msg)
+    sources = slices[0]["sources"]
+    ranges = {tuple(s.get("layer_range") or ()) if isinstance(s, dict) else None for s in sources}
+    if len(ranges) != 1 or None in ranges or len(next(iter(ranges))) != 2 or next(iter(ranges))[0] != 0:
+        raise ValueError(msg)
+    end = next(iter(ranges))[1]
+    return [{"model": s["model"], **({"parameters": s["parameters"]} if s.get("parameters") else {}), "_layers": end}
+            for s in sources]
 
 
 def _entries(value: Any) -> list:
@@ -148,6 +166,14 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
     impl = get_method(name)
     if "base_model" not in cfg and impl.base == "required":
         raise ValueError(f"base_model is missing: {name} needs a base model")
+    layers = None
+    if "slices" in cfg:
+        if cfg.get("models"):
+            raise ValueError("slices and models: expected one of them (mergekit's layout)")
+        cfg = {**cfg, "models": _whole_slice(cfg["slices"])}
+        layers = cfg["models"][0].pop("_layers")
+        for m in cfg["models"][1:]:
+            m.pop("_layers")
     models = cfg.get("models") or []
     if not isinstance(models, list) or not models:
         raise ValueError("models: expected a list of {model: <path>, parameters: {...}} entries")
@@ -214,13 +240,13 @@ def parse_config(cfg: dict, *, root: str | os.PathLike = ".", text: str = "") ->
         scope=top.get("scope", defaults.get("scope", "global")), rescale=rescale,
         rounding=top.get("rounding", defaults.get("rounding", "nearest")), rank=top.get("rank"),
         seed=int(top.get("seed", 0)), zero_sum=top.get("zero_sum", defaults.get("zero_sum", "drop")),
-        include=tuple(cfg.get("include") or ("*",)), exclude=tuple(cfg.get("exclude") or ()),
+        include=tuple(cfg.get("include") or ("*",)), exclude=tuple(cfg.get("exclude") or ()), layers=layers,
     )
     if cfg.get("tokenizer_source") not in (None, "base"):
         raise ValueError(f"tokenizer_source={cfg['tokenizer_source']!r}: tvlib copies the base's tokenizer ('base')")
     dtype = cfg.get("out_dtype") or cfg.get("dtype")
     return MergeJob(base, paths, recipe, resolve_dtype(dtype) if dtype else None, cfg.get("shard_size", "2GB"),
-                    bool(cfg.get("strict", True)), bool(cfg.get("allow_nonfinite", False)), text, notes)
+                    bool(cfg.get("strict", True)), bool(cfg.get("allow_nonfinite", False)), text, notes, layers)
 
 
 def load_config(path: str | os.PathLike) -> MergeJob:

@@ -298,6 +298,9 @@ def plan_merge(base: str | os.PathLike | Checkpoint, models: Sequence[str | os.P
     model_cks = [open_checkpoint(m) for m in models]
     if len(model_cks) != len(recipe.weights):
         raise ValueError(f"{len(model_cks)} models but {len(recipe.weights)} weights: expected one per model")
+    if recipe.layers is not None and recipe.layers != _layer_count(base_ck):
+        raise ValueError(f"the config covers layers 0..{recipe.layers} but {base_ck.name} has {_layer_count(base_ck)}: "
+                         "slices that cut layers (frankenmerges) are not supported")
     if recipe.gradients and recipe.layers is None:
         recipe = replace(recipe, layers=_layer_count(base_ck))
     tie = tied_embeddings(base_ck.config, base_ck.keys())
