@@ -183,7 +183,8 @@ class MergePlan:
 
     @property
     def passes(self) -> int:
-        if self.recipe.seeded_pieces and self.recipe.rescale == "l1":
+        if (self.recipe.seeded_pieces and self.recipe.rescale == "l1") or (
+                self.recipe.whole and self.recipe.in_pieces and self.recipe.impl.stats is not None):
             return 2
         if self.recipe.tensor_thresholds and self.recipe.trim == "breadcrumbs":
             return 5
@@ -252,7 +253,9 @@ class MergePlan:
                      + (" (2 to find the global top-k thresholds, 1 to merge)" if self.recipe.is_global else
                         " (2 to find each tensor's top-k thresholds, 1 to merge)" if self.passes == 3 else
                         " (4 to find the two ends of each tensor's kept band, 1 to merge)" if self.passes == 5 else
-                        " (1 for the L1 norms of DARE's rescale, 1 to merge)" if self.passes == 2 else ""))
+                        " (1 for the L1 norms of the random drop's rescale, 1 to merge)" if self.passes == 2
+                        and not self.recipe.whole else
+                        " (1 for the norms and dot products of large tensors, 1 to merge)" if self.passes == 2 else ""))
         out_bytes = sum(self.base.infos[k].numel * self.dtypes[k].itemsize for k in self.dtypes)
         lines.append(f"  writes: {_size(out_bytes)} of safetensors, config and tokenizer files of the base")
         lines.append(f"  estimated peak memory: {_size(self.peak_bytes())}")
