@@ -96,3 +96,28 @@ def test_fontawesome_icons_are_read_from_the_theme_script():
     assert packs["fas"]["bars"] == packs["fas"]["navicon"] == (448, 512, "M0 96z")
     assert packs["fas"]["circle-half-stroke"][2] == "M1 2z" and packs["fab"]["github"][2] == "M3 4z"
     assert "github" not in packs["fas"]
+
+
+def test_references_to_unnumbered_boxes_name_the_box():
+    """sphinx-proof writes a bare "Theorem " for a reference to an unnumbered box: it becomes the box's name."""
+    from types import SimpleNamespace
+
+    ext = _book_extension()
+    from docutils import nodes
+
+    def box(label, title):
+        node = nodes.container()
+        node["label"], node["title"] = label, title
+        return node
+
+    pages = {"book/ood": box("thm-ood", " (Out-of-domain generalization (Theorem 3 of the paper))"),
+             "book/setting": box("def-conventions", " (Conventions)")}
+    env = SimpleNamespace(proof_list={"thm-ood": {"docname": "book/ood", "nonumber": True},
+                                      "def-conventions": {"docname": "book/setting", "nonumber": True}},
+                          get_doctree=lambda doc: pages[doc])
+    context = {"body": '<a class="reference internal" href="ood.html#thm-ood">Theorem </a>, '
+                       '<a class="reference internal" href="setting.html#def-conventions">Definition </a>, '
+                       '<a class="reference internal" href="x.html#other">Theorem </a>'}
+    ext._name_box_references(SimpleNamespace(env=env), "page", None, context, None)
+    assert ">Theorem 3 of the paper</a>" in context["body"] and ">Conventions</a>" in context["body"]
+    assert "#other\">Theorem </a>" in context["body"]  # a label it does not know is left alone

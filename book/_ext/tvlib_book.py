@@ -14,6 +14,7 @@
 - Unnumbered theorem boxes titled flat ("Theorem 3 of the paper: ..."; see ``_flat_box_titles``).
 - The landing page's teaser figure taken from a chapter's committed notebook (``tvlib_teaser``).
 - Icons drawn by a generated stylesheet (tvlib-icons.css) instead of the theme's fontawesome.js.
+- References to unnumbered boxes named by the box ("Theorem 3 of the paper", "Conventions").
 - The Vega scripts only on pages with an explorer (``tvlib-explorer`` in the page body).
 - Each script tag once: sphinx-thebe and sphinx-togglebutton add their inline configuration twice,
   which throws ``SyntaxError: 'THEBE_JS_URL' has already been declared`` on every page.
@@ -243,6 +244,37 @@ def _icons_without_fontawesome(app, exception) -> None:
     (out / "_static" / "tvlib-icons.css").write_text("\n".join(rules) + "\n", encoding="utf-8")
 
 
+def _box_title(app, label: str) -> str | None:
+    """The flat name of the unnumbered sphinx-proof box `label` ("Theorem 3 of the paper", "Conventions"),
+    read from its page's doctree (so an incremental build knows every box), or None."""
+    cache = app.__dict__.setdefault("_tvlib_box_titles", {})
+    if label not in cache:
+        cache[label] = None
+        entry = getattr(app.env, "proof_list", {}).get(label)
+        if entry and entry.get("nonumber"):
+            doctree = app.env.get_doctree(entry["docname"])
+            for node in doctree.findall(lambda n: getattr(n, "get", None) and n.get("label") == label and "title" in n):
+                title = re.sub(r"^\s*\((.*)\)\s*$", r"\1", node["title"]).strip()
+                paper = _PAPER_SOURCE.match(title)
+                cache[label] = paper.group(2) if paper else (title or None)
+                break
+    return cache[label]
+
+
+_BOX_REFERENCE = re.compile(r'(<a class="reference internal" href="[^"]*#([\w-]+)">)([A-Z][a-z]+) </a>')
+
+
+def _name_box_references(app, pagename, templatename, context, doctree) -> None:
+    """A {prf:ref} to an unnumbered box reads "Theorem 3 of the paper" or "Conventions", not sphinx-proof's
+    bare "Theorem "."""
+    if "body" in context:
+        def name(m: re.Match) -> str:
+            known = _box_title(app, m.group(2))
+            return f"{m.group(1)}{known}</a>" if known else m.group(0)
+
+        context["body"] = _BOX_REFERENCE.sub(name, context["body"])
+
+
 def setup(app):
     app.add_config_value("tvlib_mathjax_dir", "", "html")
     app.add_config_value("tvlib_no_launch", [], "html")
@@ -255,6 +287,7 @@ def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("html-page-context", _vega_only_with_explorers, priority=110)
     app.connect("html-page-context", _flat_box_titles, priority=120)
+    app.connect("html-page-context", _name_box_references, priority=125)
     app.connect("build-finished", _icons_without_fontawesome)
     app.add_css_file("tvlib-icons.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
