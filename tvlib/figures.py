@@ -177,10 +177,10 @@ def ood_explorer(
     c: float,
     name: str = "ood-explorer",
 ) -> Any:
-    """A browser-side explorer (tvlib.explore) of condition (7) over a precomputed error grid: a slider for c.
+    """A browser-side explorer (tvlib.explore) of the target region (the paper's condition (7)) over a precomputed error grid: a slider for c.
 
-    The heatmap shows where T' is learned (error <= level) and where not; the cells of region (7) for
-    the chosen c are outlined. The region is recomputed in the browser from gammas and beta.
+    The heatmap shows where T' is learned (error <= level) and where not; the cells of the target region
+    for the chosen c are outlined. The region is recomputed in the browser from gammas and beta.
     """
     import altair as alt
     import pandas as pd
@@ -198,8 +198,9 @@ def ood_explorer(
               f"datum.lam1 * {g1 * g1} + datum.lam2 * {g2 * g2} >= 1 + c && "
               f"abs(datum.lam1) * {beta} <= c && abs(datum.lam2) * {beta} <= c")
     base = alt.Chart(df).encode(
-        x=alt.X("lam1:O", title="λ₁ (weight of ΔΨ_T1)", axis=alt.Axis(values=[float(v) for v in np.unique(l1) if v == round(v)])),
-        y=alt.Y("lam2:O", title="λ₂ (weight of ΔΨ_T2)", sort="descending",
+        x=alt.X("lam1:O", title="λ₁ (coefficient of T₁'s task vector)",
+                axis=alt.Axis(values=[float(v) for v in np.unique(l1) if v == round(v)], labelAngle=0)),
+        y=alt.Y("lam2:O", title="λ₂ (coefficient of T₂'s task vector)", sort="descending",
                 axis=alt.Axis(values=[float(v) for v in np.unique(l2) if v == round(v)])),
     )
     heat = base.mark_rect().encode(
@@ -213,4 +214,4 @@ def ood_explorer(
     chart = (heat + region).add_params(c_param).properties(height=320)
     return explorer(chart, name=name,
                     alt=f"Grid of (lambda1, lambda2): cells where the target T' is learned, with the cells of "
-                        f"condition (7) for the chosen c outlined (gamma = ({g1:.2f}, {g2:.2f}), beta = {beta:.3f}).")
+                        f"the target region (the paper's condition (7)) for the chosen c outlined (gamma = ({g1:.2f}, {g2:.2f}), beta = {beta:.3f}).")
