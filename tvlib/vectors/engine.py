@@ -183,12 +183,23 @@ class MergePlan:
 
     @property
     def passes(self) -> int:
-        if (self.recipe.seeded_pieces and self.recipe.rescale == "l1") or (
-                self.recipe.whole and self.recipe.in_pieces and self.recipe.impl.stats is not None):
-            return 2
-        if self.recipe.tensor_thresholds and self.recipe.trim == "breadcrumbs":
-            return 5
-        return 3 if self.recipe.is_global or self.recipe.tensor_thresholds else 1
+        """Reading passes over the whole model: 3 for a global top-k (2 to find its thresholds), else 1; the
+        extra passes over large tensors only are `large_passes`."""
+        return 3 if self.recipe.is_global else 1
+
+    @property
+    def large_passes(self) -> tuple[int, str]:
+        """Extra reading passes over each tensor larger than one piece, and what they are for."""
+        r = self.recipe
+        if r.tensor_thresholds and r.trim == "breadcrumbs":
+            return 4, "the two ends of its kept band"
+        if r.tensor_thresholds:
+            return 2, "its top-k thresholds"
+        if r.seeded_pieces and r.rescale == "l1":
+            return 1, "the L1 norms of the random drop's rescale"
+        if r.whole and r.in_pieces and r.impl.stats is not None:
+            return 1, "its norms and dot products"
+        return 0, ""
 
     def peak_bytes(self, chunk: int = CHUNK, pieces: bool | None = None) -> int:
         """Estimated peak resident memory: the runtime plus the reused buffers of the largest piece (a chunk
@@ -250,12 +261,13 @@ class MergePlan:
             lines.append(f"    not written {k}: {why}")
         read = self.base.nbytes() + sum(m.nbytes() for m in self.models)
         lines.append(f"  reads: {self.passes} pass(es) over {_size(read)}"
-                     + (" (2 to find the global top-k thresholds, 1 to merge)" if self.recipe.is_global else
-                        " (2 to find each tensor's top-k thresholds, 1 to merge)" if self.passes == 3 else
-                        " (4 to find the two ends of each tensor's kept band, 1 to merge)" if self.passes == 5 else
-                        " (1 for the L1 norms of the random drop's rescale, 1 to merge)" if self.passes == 2
-                        and not self.recipe.whole else
-                        " (1 for the norms and dot products of large tensors, 1 to merge)" if self.passes == 2 else ""))
+                     + (" (2 to find the global top-k thresholds, 1 to merge)" if self.recipe.is_global else ""))
+        extra, why = self.large_passes
+        large = [k for k in self.merged if self.base.infos[k].numel > CHUNK]
+        if extra and large:
+            big = sum(ck.infos[k].end - ck.infos[k].start for ck in (self.base, *self.models) for k in large if k in ck)
+            lines.append(f"    and {extra} more over the {len(large)} tensor(s) of more than {CHUNK:,} entries "
+                         f"({_size(big)}), merged in pieces: {why}")
         out_bytes = sum(self.base.infos[k].numel * self.dtypes[k].itemsize for k in self.dtypes)
         lines.append(f"  writes: {_size(out_bytes)} of safetensors, config and tokenizer files of the base")
         lines.append(f"  estimated peak memory: {_size(self.peak_bytes())}")
@@ -501,13 +513,13 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                 if k not in merged:
                     background.write(k, base_ck.read(k).to(out_dtype), False)
                     continue
-                if recipe.tensor_thresholds and recipe.trim == "magnitude":  # this tensor's top-k thresholds,
-                    # by passes over its pieces
+                parts = pieces(k)
+                if recipe.tensor_thresholds and parts[0] is not None and recipe.trim == "magnitude":
+                    # a large tensor's top-k thresholds, by passes over its pieces (a small one: its trim alone)
                     state.thresholds = find_thresholds(recipe, [k], {k: base_ck.infos[k].numel}, all_deltas,
                                                        scratch=pool, vectors=len(cks), densities=recipe.at(k).densities)
-                elif recipe.tensor_thresholds:  # Breadcrumbs: the thresholds of the kept band's two ends
+                elif recipe.tensor_thresholds and parts[0] is not None:  # Breadcrumbs: the two ends of the band
                     state.bands = _bands(recipe, k, base_ck.infos[k].numel, all_deltas, pool, len(cks))
-                parts = pieces(k)
                 state.row_len = base_ck.infos[k].shape[-1] if base_ck.infos[k].shape else None
                 if recipe.seeded_pieces and recipe.rescale == "l1" and parts[0] is not None:
                     state.l1 = _keep_norms(recipe, k, parts, deltas, state)
@@ -525,6 +537,8 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                     del acc, result
                     j += 1
                 state.offset = state.l1 = state.bands = None
+                if recipe.tensor_thresholds:
+                    state.thresholds = None
             ok = True
         finally:
             background.close(ok)
