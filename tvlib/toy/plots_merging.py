@@ -177,15 +177,18 @@ def pruning_explorer(projections: dict[tuple[str, float], np.ndarray], patterns:
     df = pd.DataFrame(rows, columns=["method", "level", "neuron", "pattern", "value"])
     methods = list(dict.fromkeys(df["method"]))
     levels = sorted(df["level"].unique(), reverse=True)
-    span = float(np.abs(df["value"]).max()) or 1.0
+    # colours scaled to the least-pruned vectors (DARE's rescaled entries beyond it are clamped), and the
+    # explorer opens at the largest fraction kept below 1, where every method's effect is visible
+    span = float(np.abs(df.loc[df["level"] == levels[0], "value"]).max()) or 1.0
+    start = next((x for x in levels if x < 1.0), levels[0])
     meth = alt.param(name="meth", value=methods[0], bind=alt.binding_select(options=methods, name="method "))
-    lev = alt.param(name="lev", value=float(levels[len(levels) // 2]), bind=alt.binding_select(
+    lev = alt.param(name="lev", value=float(start), bind=alt.binding_select(
         options=[float(x) for x in levels], labels=[f"{x:.0%}" for x in levels], name="entries kept "))
     chart = alt.Chart(df).transform_filter("datum.method == meth && abs(datum.level - lev) < 1e-9").mark_rect().encode(
-        x=alt.X("pattern:N", sort=patterns, title="pattern (μ, then the irrelevant v_j)"),
+        x=alt.X("pattern:N", sort=patterns, title="pattern (μ, then the irrelevant v₁, v₂, …)", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("neuron:O", title="neuron i (a_i > 0 first)", axis=alt.Axis(labels=False, ticks=False)),
-        color=alt.Color("value:Q", title="ΔV b_j", scale=alt.Scale(scheme="redblue", domain=[-span, span],
-                                                                    reverse=True)),
+        color=alt.Color("value:Q", title="ΔV component", scale=alt.Scale(scheme="redblue", domain=[-span, span],
+                                                                          reverse=True, clamp=True)),
         tooltip=["neuron:O", "pattern:N", alt.Tooltip("value:Q", format=".3f")],
     ).add_params(meth, lev).properties(height=320)
     with alt.data_transformers.enable("default", max_rows=None):
