@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..images.params import lam_grid
-from ..params import Params, integer, number_list, positive
+from ..params import Params, integer, number_list, positive, table
 from ..vectors.device import resolve_device
 from .texts import Task
 
@@ -50,7 +50,7 @@ class PretrainedParams(Params):
     head_scale: float = 4.0
     max_len: int = 16
     n_train: int = 1024
-    n_test: int = 256
+    n_test: int = 128
     steps: int = 30
     lr: float = 1e-4
     batch_size: int = 16
@@ -71,7 +71,8 @@ class PretrainedParams(Params):
     ranks: tuple[int, ...] = (1, 2, 4, 8, 32, 384)
     keeps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0)
     c: float = 0.2
-    seeds_table: str = "pretrained-smoke.csv"
+    seeds_table: str = "pretrained-seeds.csv"
+    calibration_table: str = "pretrained-calibration.csv"
 
     def check(self) -> None:
         resolve_device(self.device)
@@ -109,8 +110,8 @@ class PretrainedParams(Params):
         number_list("keeps", self.keeps, lo=0.0, hi=1.0)
         if not 0.0 < self.c < 1.0:
             raise ValueError(f"c={self.c}: expected Theorem 3's constant in (0, 1)")
-        if not isinstance(self.seeds_table, str):
-            raise ValueError(f"seeds_table={self.seeds_table!r}: expected a table name ('' for this run only)")
+        table("seeds_table", self.seeds_table)
+        table("calibration_table", self.calibration_table, optional=False)
 
     def tasks(self) -> dict[str, Task]:
         """{'T1', each relation, 'ood T1', 'ood T2', "ood T'"}: the tasks of this run."""
