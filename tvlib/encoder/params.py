@@ -2,8 +2,9 @@
 
 `PretrainedParams` mirrors the chapter's cell tagged `parameters` (tests/test_params.py checks that
 the defaults agree). A task is written (sent, topic, share) as in tvlib.encoder.texts.Task; the
-shares of the aligned and contradictory T2 and of T' are the ones the calibration chose
-(tvlib.encoder.calibrate) on the calibration seeds, never on the held-out seeds of the verdicts.
+shares of the aligned and contradictory T2 are the ones the calibration (tvlib.encoder.study.choose_shares)
+chose on the calibration seeds, never on the held-out seeds of the verdicts; T' is the designed share
+nearest the paper's gamma (the calibration's rule picks 0.542; the chapter reports both).
 """
 
 from __future__ import annotations
