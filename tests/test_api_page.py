@@ -16,5 +16,6 @@ def test_every_module_is_on_the_api_page():
     modules -= {m for m in modules if m.rsplit(".", 1)[-1].startswith("_")}
     missing = sorted(modules - listed)
     assert not missing, f"modules missing from book/api.md (add an automodule block): {missing}"
-    gone = sorted(listed - modules)
+    packages = {m.name for m in pkgutil.walk_packages(tvlib.__path__, "tvlib.") if m.ispkg}
+    gone = sorted(listed - modules - packages)  # a package with its own API (tvlib.tables) may be listed
     assert not gone, f"book/api.md lists modules that do not exist: {gone}"
