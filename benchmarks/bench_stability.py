@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_stability.py            # run (resumably) and collect
     .venv/bin/python benchmarks/bench_stability.py --collect  # collect the runs already in --out
 
-Runs the chapter with tvlib-batch over grids/stability-addition.yaml (SGD step eta, batch B, steps T and
-width m in {64, 256}; 16 runs) and grids/stability-addition-wide.yaml (the chapter's setting at
+Runs the chapter with tvlib-batch over grids/addition-stability.yaml (SGD step eta, batch B, steps T and
+width m in {64, 256}; 16 runs) and grids/addition-stability-wide.yaml (the chapter's setting at
 m = 1200 >= M^2 log M), then writes tvlib/tables/stability-addition.csv: one row per run with its
 parameters, the chapter's numbers and every verdict word it glues (verdict_*, which tvlib-batch's
 collect leaves out because they are words), and the manifest beside it. Prints the wall time of each
@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "book" / "addition.ipynb"
-GRIDS = [ROOT / "grids" / "stability-addition.yaml", ROOT / "grids" / "stability-addition-wide.yaml"]
+GRIDS = [ROOT / "grids" / "addition-stability.yaml", ROOT / "grids" / "addition-stability-wide.yaml"]
 TABLE = ROOT / "tvlib" / "tables" / "stability-addition.csv"
 MANIFEST = ROOT / "tvlib" / "tables" / "stability-addition.manifest.json"
 KEEP = ("parameters", "status", "wall_s", "started", "finished", "git", "versions", "device")
