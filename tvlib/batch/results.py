@@ -173,7 +173,8 @@ def plot_metric(df: pd.DataFrame, metric: str, param: str, ax: Any = None) -> Fi
     runs = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     ax.set(xlabel=param, ylabel=metric, title=f"{metric} vs {param} ({runs} runs per point)")
     ax.legend(frameon=False)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made under tvlib.style already lays itself out
+        fig.tight_layout()
     return fig
 
 
