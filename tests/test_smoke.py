@@ -90,8 +90,8 @@ def outside_python() -> str:
 
 
 def _allowed_distributions(py: str, extra: str) -> set[str]:
-    code = (OUTSIDE / "closure.py").read_text()
-    out = subprocess.run([py, "-c", code, extra, *KERNEL], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([py, str(OUTSIDE / "closure.py"), extra, *KERNEL], capture_output=True, text=True,
+                         check=True).stdout
     return set(json.loads(out))
 
 

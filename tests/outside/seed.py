@@ -8,41 +8,18 @@ Falls back to copying where a link is not possible (another file system).
 """
 
 import os
-import re
 import shutil
 import sys
-from importlib import metadata
 from pathlib import Path
 
-try:
-    from packaging.requirements import Requirement
-except ImportError:
-    from pip._vendor.packaging.requirements import Requirement
-
-
-def closure(names):
-    seen, todo = {}, list(names)
-    while todo:
-        name = todo.pop()
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        if key in seen:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        seen[key] = dist
-        for r in dist.requires or []:
-            req = Requirement(r)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-    return seen.values()
+from closure import closure  # this folder
 
 
 def main():
     dest = Path(sys.argv[1])
+    dists = closure([(name, frozenset()) for name in sys.argv[2:]]).values()
     n = 0
-    for dist in closure(sys.argv[2:]):
+    for dist in dists:
         for f in dist.files or []:
             if ".." in Path(f).parts:
                 continue
@@ -55,7 +32,7 @@ def main():
             except OSError:
                 shutil.copy2(src, dst)
             n += 1
-    print(f"linked {n} files of {', '.join(sorted(d.metadata['Name'] for d in closure(sys.argv[2:])))}")
+    print(f"linked {n} files of {', '.join(sorted(d.metadata['Name'] for d in dists))}")
 
 
 if __name__ == "__main__":
