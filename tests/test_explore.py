@@ -30,3 +30,9 @@ def test_explorer_rejects_missing_alt_text_and_bad_names():
         explorer(_chart(), alt="  ")
     with pytest.raises(ValueError, match="name"):
         Explorer({}, alt="x", name="a b")
+
+
+def test_explorer_fits_its_container_even_when_the_chart_sets_a_width():
+    spec = explorer(_chart().properties(width=560, height=300), alt="Error against alpha.").spec
+    assert spec["width"] == "container" and spec["height"] == 300
+    assert spec["autosize"]["type"] == "fit-x"

@@ -38,7 +38,11 @@ _TEMPLATE = """<div class="tvlib-explorer" role="figure" aria-label="{alt}">
 (function () {{
   var spec = {spec};
   var el = document.getElementById("{id}");
-  function draw() {{ vegaEmbed(el, spec, {{actions: false, renderer: "svg"}}); }}
+  var waited = 0;
+  function draw() {{  // "container" needs a laid-out width: wait a few frames for it, then draw anyway
+    if (!el.clientWidth && waited++ < 120) {{ requestAnimationFrame(draw); return; }}
+    vegaEmbed(el, spec, {{actions: false, renderer: "svg"}});
+  }}
   if (window.vegaEmbed) {{ draw(); return; }}
   var urls = {cdn};
   (function load(i) {{
@@ -89,11 +93,13 @@ def _round(obj: Any, digits: int) -> Any:
 def explorer(chart: Any, *, alt: str, name: str | None = None, digits: int = 4) -> Explorer:
     """An Explorer for an Altair chart (or a Vega-Lite spec dict), its data inlined and floats rounded.
 
-    The chart is sized to its container (an ~800 px column, or a phone) unless it sets a width.
+    A single or layered chart is always sized to its container (an ~800 px column, or a phone): a fixed
+    width given by the chart is replaced, since a chart wider than a phone's column hides its legend.
     """
     spec = chart if isinstance(chart, dict) else chart.to_dict()
     spec = _round(json.loads(json.dumps(spec)), digits)
-    spec.setdefault("width", "container")
+    if not any(k in spec for k in ("hconcat", "vconcat", "concat", "facet", "repeat")):
+        spec["width"] = "container"
     spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
     if name is None:
         name = "x" + hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
