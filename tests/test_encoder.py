@@ -62,7 +62,8 @@ def test_shipped_weights_with_a_wrong_expected_hash_are_refused():
 def _tiny_bert(path):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w for t in texts.sample(200, 0).text
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted({w for d in texts.DOMAINS
+                                                                      for t in texts.sample(300, 0, d).text
                                                                       for w in t.replace(".", " .").split()})]
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
@@ -102,20 +103,38 @@ def test_designed_relations_of_the_tasks():
     assert texts.designed_alpha(t1, texts.Task(1, 0, 0.917)) == pytest.approx(1 - 2 * 2 / 24)
     assert texts.designed_alpha(t1, texts.Task(-1, 0, 0.917)) == pytest.approx(-(1 - 2 * 2 / 24))
     tp = texts.Task(1, -1, 0.583)
-    assert texts.designed_alpha(tp, t1) == pytest.approx(14 / 24)
-    assert texts.designed_alpha(tp, texts.Task(0, 1)) == pytest.approx(-10 / 24)
-    for task in (t1, texts.Task(-1, 0, 0.917), tp, texts.Task(0, 1)):
-        assert task.label_table().mean() == 0.0  # both labels equally frequent
+    assert texts.designed_alpha(tp, t1, "both") == pytest.approx(14 / 24)
+    assert texts.designed_alpha(tp, texts.Task(0, 1), "both") == pytest.approx(-10 / 24)
+    assert texts.designed_alpha(tp, texts.Task(0, 1)) == pytest.approx(-5 / 24)  # T2's own sentences: T' gives 0
+    domains = {"sentiment": (t1, texts.Task(-1, 0, 0.917)), "both": (tp,), "topic": (texts.Task(0, 1),)}
+    for d, tasks in domains.items():
+        adj, noun = texts.DOMAINS[d]
+        for task in tasks:
+            assert task.domain == d
+            y = task.label_table()[np.ix_(adj, noun)]
+            assert set(np.unique(y)) == {-1.0, 1.0} and y.mean() == 0.0  # both labels, equally frequent
+
+
+def test_each_task_has_its_own_sentences():
+    t1, t2, tp = texts.Task(1), texts.Task(0, 1), texts.Task(1, -1, 0.583)
+    s1, s2 = texts.sample(200, 3, t1.domain), texts.sample(200, 3, t2.domain)
+    assert all(t.split()[2] in texts.OBJECTS for t in s1.text)  # no topic word in T1's sentences
+    assert all(t.split()[1] in texts.NEUTRAL_ADJECTIVES for t in s2.text)  # no sentiment word in T2's
+    with pytest.raises(ValueError, match="'topic' sentences"):
+        s2.labels(t1)
+    with pytest.raises(ValueError, match="domain="):
+        texts.sample(3, 0, "colour")
+    assert texts.sample(50, 3, tp.domain).text != texts.sample(50, 3, t1.domain).text
 
 
 def test_sentences_and_labels_follow_the_words():
-    s = texts.sample(500, 3)
+    s = texts.sample(500, 3)  # the domain "both": sentiment and topic words
     assert s.text == texts.sample(500, 3).text and s.text != texts.sample(500, 4).text
     y = s.labels(texts.Task(1))
     for text, label in zip(s.text[:50], y[:50]):
         adj = text.split()[1]
         assert (adj in texts.POSITIVE) == (label == 1), text
-    yt = s.labels(texts.Task(0, -1))
+    yt = s.labels(texts.Task(1, -1, 0.0))  # the reversed topic rule on every adjective
     assert all((t.split()[2] in texts.MACHINES) == (v == 1) for t, v in zip(s.text[:50], yt[:50]))
     assert abs(float(np.mean(y * yt))) < 0.15  # sentiment and topic independent
 
@@ -153,22 +172,24 @@ def test_finetuning_gives_a_task_vector_and_leaves_the_encoder_alone(tiny):
     p = _params(tiny)
     run = ex.setup(p)
     before = {k: v.clone() for k, v in run.encoder.state_dict().items()}
-    y = run.train.labels(run.tasks["T1"])
-    tv, losses = finetune(run.encoder, run.head, run.train_tokens, y, steps=6, lr=3e-3, batch_size=8, seed=1)
-    again, _ = finetune(run.encoder, run.head, run.train_tokens, y, steps=6, lr=3e-3, batch_size=8, seed=1)
-    other, _ = finetune(run.encoder, run.head, run.train_tokens, y, steps=6, lr=3e-3, batch_size=8, seed=2)
+    assert set(run.train) == set(run.test) == {"sentiment", "topic", "both"}
+    tokens = run.train_tokens["sentiment"]
+    y = run.train["sentiment"].labels(run.tasks["T1"])
+    tv, losses = finetune(run.encoder, run.head, tokens, y, steps=6, lr=3e-3, batch_size=8, seed=1)
+    again, _ = finetune(run.encoder, run.head, tokens, y, steps=6, lr=3e-3, batch_size=8, seed=1)
+    other, _ = finetune(run.encoder, run.head, tokens, y, steps=6, lr=3e-3, batch_size=8, seed=2)
     assert all(torch.equal(before[k], v) for k, v in run.encoder.state_dict().items())
     assert not any(k.startswith("embeddings.") for k in tv.keys()) and tv.norm() > 0
     assert (tv - again).norm() == 0 and (tv - other).norm() > 0  # a function of the seed
     assert losses[-1] < losses[0]
-    lora, _ = finetune(run.encoder, run.head, run.train_tokens, y, method="lora", steps=6, lr=1e-2, batch_size=8,
+    lora, _ = finetune(run.encoder, run.head, tokens, y, method="lora", steps=6, lr=1e-2, batch_size=8,
                        seed=1, lora_rank=2)
     assert all(torch.equal(before[k], v) for k, v in run.encoder.state_dict().items())
     assert set(lora.keys()) <= set(before) and any(".attention.self.query." in k for k in lora.keys())
     d = lora.deltas[next(k for k in lora.keys() if k.endswith("query.weight"))]
     assert torch.linalg.matrix_rank(d.double(), rtol=1e-5) <= 2  # dW = scale B A of rank 2 (float32 rounding aside)
     with pytest.raises(ValueError, match="'full' or 'lora'"):
-        finetune(run.encoder, run.head, run.train_tokens, y, method="dora")
+        finetune(run.encoder, run.head, tokens, y, method="dora")
 
 
 def test_alpha_hat_is_the_mean_sign_agreement():
@@ -329,6 +350,29 @@ def test_theorem_verdicts_flag_a_baseline_that_already_passes():
     assert t.loc[("irrelevant", "add"), "lambda"] == 1.0 and t.loc[("contradictory", "negate"), "lambda"] == -1.0
 
 
+def test_the_lambda_advice_is_judged_against_the_measured_best_lambda():
+    from tvlib.encoder import verdicts as vd
+
+    lams = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 2.0])
+    curves = {"irrelevant": (lams, [0.95, 0.97, 0.99, 0.97, 0.95, 0.6], [0.3, 0.4, 0.5, 0.7, 0.95, 0.97]),  # add: 1
+              "aligned": (lams, [0.5, 0.8, 0.99, 0.98, 0.97, 0.97], [0.5, 0.8, 0.95, 0.96, 0.97, 0.97]),
+              "contradictory": (lams, [0.95, 0.97, 0.99, 0.7, 0.5, 0.5], [0.0, 0.02, 0.05, 0.3, 0.5, 0.5])}
+    runs = _table(curves)
+    for m in ("full", "lora"):
+        runs[f"{m}_cos_irrelevant"], runs[f"{m}_alpha_irrelevant"] = 0.01, 0.0
+        runs[f"{m}_cos_aligned"], runs[f"{m}_alpha_aligned"] = 0.8, 0.9
+        runs[f"{m}_cos_contradictory"], runs[f"{m}_alpha_contradictory"] = -0.9, -0.9
+    v = vd.advice_claims(runs, "full").set_index(["relation", "goal", "read from"]).verdict
+    assert v["irrelevant", "add", "weight cosine"] == "right"  # best lambda 1 in [1, inf)
+    assert v["contradictory", "add", "output α̂"] == "right"  # no lambda, and none reaches both
+    assert v["irrelevant", "negate", "weight cosine"] == "trivial"  # (-inf, 0] holds every negative lambda
+    runs["full_cos_irrelevant"] = 0.6  # read as aligned: [0.4, inf) still holds lambda = 1, but negation...
+    runs["full_cos_contradictory"] = 0.3  # read as aligned: addition advised, yet no lambda reaches both
+    w = vd.advice_claims(runs, "full").set_index(["relation", "goal", "read from"]).verdict
+    assert w["contradictory", "add", "weight cosine"] == "wrong"
+    assert w["irrelevant", "negate", "weight cosine"] == "wrong"  # "no lambda", but some lambda < 0 forgets T2
+
+
 def test_a_merge_through_the_command_equals_the_merge_in_memory(tiny, tmp_path):
     from transformers import AutoModel
 
@@ -344,9 +388,10 @@ def test_a_merge_through_the_command_equals_the_merge_in_memory(tiny, tmp_path):
     assert "task_arithmetic" in config and "weight: -0.5" in config
     ckpt.tvlib_merge(config, tmp_path / "merged", tmp_path)
     merged = AutoModel.from_pretrained(tmp_path / "merged", add_pooling_layer=False).eval()
-    f_file = ex.logits(merged, run.head, run.test_tokens)
-    f_mem = ex.merged_outputs(run, [vec["T1"], vec["irrelevant"]], [1.0, -0.5])
-    assert torch.allclose(f_file, f_mem, atol=1e-5)
+    for task in ("T1", "irrelevant"):
+        f_file = ex.logits(merged, run.head, run.test_tokens[run.domain(task)])
+        f_mem = ex.merged_outputs(run, [vec["T1"], vec["irrelevant"]], [1.0, -0.5], [task])[task]
+        assert torch.allclose(f_file, f_mem, atol=1e-5)
     with pytest.raises(RuntimeError, match="tvlib merge failed"):
         ckpt.tvlib_merge(ckpt.merge_config(base, [tmp_path / "missing"], [1.0]), tmp_path / "out2", tmp_path)
     with pytest.raises(ValueError, match="one weight per model"):

@@ -1,10 +1,10 @@
 """One run of the pre-trained-encoder chapter: the encoder, the tasks' data, fine-tuning, alpha-hat and merged models.
 
-`setup` loads Psi0 (the encoder and its fixed head) and the run's sentences; `finetune_tasks` the
-task vectors of named tasks (full or LoRA); `alpha_hat` the paper's estimator between two fine-tuned
-models; `lam_curves` and `ood_grid` evaluate merged models Psi0 + sum_i lam_i dPsi_i on the shared
-test sentences, scored against any task's labels (every task labels the same sentences, so one forward
-pass per merged model serves all of them).
+`setup` loads Psi0 (the encoder and its fixed head) and the run's sentences, one training and one test
+set per domain (tvlib.encoder.texts: each task is trained and scored on sentences of its own domain);
+`finetune_tasks` the task vectors of named tasks (full or LoRA); `alpha_hat` the paper's estimator
+between two fine-tuned models; `lam_curves` and `ood_grid` evaluate merged models
+Psi0 + sum_i lam_i dPsi_i on each task's test sentences.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .model import Tokens, finetune, fixed_head, logits, tokenize
 from .params import PretrainedParams
 
 __all__ = ["Run", "numerics", "setup", "finetune_tasks", "outputs", "alpha_hat", "accuracy", "hinge_error",
-           "lam_curves", "ood_grid", "merged_outputs"]
+           "lam_curves", "ood_grid", "merged_outputs", "pair_outputs"]
 
 
 @contextlib.contextmanager
@@ -44,20 +44,24 @@ def numerics(p: PretrainedParams) -> Iterator[None]:
 
 @dataclass
 class Run:
-    """Psi0 and the data of one run: encoder, fixed head, base weights, training and test sentences."""
+    """Psi0 and the data of one run: encoder, fixed head, base weights, training and test sentences per domain."""
 
     p: PretrainedParams
     encoder: nn.Module
     head: Tensor
     base: dict[str, Tensor]
     tasks: dict[str, texts.Task]
-    train: texts.Sentences
-    test: texts.Sentences
-    train_tokens: Tokens
-    test_tokens: Tokens
+    train: dict[str, texts.Sentences]
+    test: dict[str, texts.Sentences]
+    train_tokens: dict[str, Tokens]
+    test_tokens: dict[str, Tokens]
+
+    def domain(self, task: str) -> str:
+        return self.tasks[task].domain
 
     def y_test(self, task: str) -> np.ndarray:
-        return self.test.labels(self.tasks[task])
+        """The task's labels of its own test sentences."""
+        return self.test[self.domain(task)].labels(self.tasks[task])
 
 
 def setup(p: PretrainedParams) -> Run:
@@ -74,10 +78,16 @@ def setup(p: PretrainedParams) -> Run:
     encoder.to(device)
     head = fixed_head(encoder.config.hidden_size, p.head_seed, p.head_scale)
     base = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-    train = texts.sample(p.n_train, seed=p.seed)
-    test = texts.sample(p.n_test, seed=p.test_seed)
-    return Run(p, encoder, head, base, p.tasks(), train, test, tokenize(tokenizer, train.text, p.max_len).to(device),
-               tokenize(tokenizer, test.text, p.max_len).to(device))
+    tasks = p.tasks()
+    domains = sorted({t.domain for t in tasks.values()})
+    train = {d: texts.sample(p.n_train, seed=p.seed, domain=d) for d in domains}
+    test = {d: texts.sample(p.n_test, seed=p.test_seed, domain=d) for d in domains}
+
+    def tok(s: texts.Sentences) -> Tokens:
+        return tokenize(tokenizer, s.text, p.max_len).to(device)
+
+    return Run(p, encoder, head, base, tasks, train, test, {d: tok(s) for d, s in train.items()},
+               {d: tok(s) for d, s in test.items()})
 
 
 def finetune_tasks(run: Run, names: Sequence[str], method: str = "full") -> dict[str, TaskVector]:
@@ -89,20 +99,31 @@ def finetune_tasks(run: Run, names: Sequence[str], method: str = "full") -> dict
             kw.update(lr=p.lora_lr, lora_rank=p.lora_rank, lora_alpha=p.lora_alpha)
         else:
             kw.update(lr=p.lr)
-        out[name], _ = finetune(run.encoder, run.head, run.train_tokens, run.train.labels(run.tasks[name]),
+        d = run.domain(name)
+        out[name], _ = finetune(run.encoder, run.head, run.train_tokens[d], run.train[d].labels(run.tasks[name]),
                                 method=method, **kw)
     return out
 
 
-def merged_outputs(run: Run, vectors: Sequence[TaskVector], lams: Sequence[float]) -> Tensor:
-    """Logits (n_test, 2) of Psi0 + sum_i lams_i vectors_i on the test sentences."""
+def merged_outputs(run: Run, vectors: Sequence[TaskVector], lams: Sequence[float], tasks: Sequence[str]
+                   ) -> dict[str, Tensor]:
+    """{task: logits (n_test, 2) of Psi0 + sum_i lams_i vectors_i on that task's test sentences} (one pass per domain)."""
     sd = merge(run.base, list(vectors), list(lams), strict=False) if vectors else run.base
-    return logits(run.encoder, run.head, run.test_tokens, sd)
+    by_domain = {d: logits(run.encoder, run.head, run.test_tokens[d], sd) for d in {run.domain(t) for t in tasks}}
+    return {t: by_domain[run.domain(t)] for t in tasks}
 
 
-def outputs(run: Run, vector: TaskVector | None) -> Tensor:
-    """Logits of Psi0 + vector (Psi0 itself for None) on the test sentences."""
-    return merged_outputs(run, [vector] if vector is not None else [], [1.0] if vector is not None else [])
+def outputs(run: Run, vector: TaskVector | None, tasks: Sequence[str]) -> dict[str, Tensor]:
+    """{task: logits of Psi0 + vector (Psi0 itself for None) on that task's test sentences}."""
+    return merged_outputs(run, [vector] if vector is not None else [], [1.0] if vector is not None else [], tasks)
+
+
+def pair_outputs(run: Run, fa: Mapping[str, Tensor], fb: Mapping[str, Tensor], a: str, b: str
+                 ) -> tuple[Tensor, Tensor]:
+    """Two models' logits on the test sentences of both tasks a and b (each domain once): where alpha-hat is measured."""
+    doms = sorted({run.domain(a), run.domain(b)})
+    first = {run.domain(t): t for t in (b, a)}
+    return (torch.cat([fa[first[d]] for d in doms]), torch.cat([fb[first[d]] for d in doms]))
 
 
 def alpha_hat(f1: Tensor, f2: Tensor) -> float:
@@ -126,9 +147,9 @@ def lam_curves(run: Run, v1: TaskVector, v2: TaskVector, lams: Sequence[float], 
     """Accuracy and hinge error on (T1, T2) of Psi0 + v1 + lam v2 for each lam: arrays (lams, 2)."""
     acc, err = np.zeros((len(lams), 2)), np.zeros((len(lams), 2))
     for k, lam in enumerate(lams):
-        f = merged_outputs(run, [v1, v2], [1.0, lam])
+        f = merged_outputs(run, [v1, v2], [1.0, lam], tasks)
         for j, t in enumerate(tasks):
-            acc[k, j], err[k, j] = accuracy(f, run.y_test(t)), hinge_error(f, run.y_test(t))
+            acc[k, j], err[k, j] = accuracy(f[t], run.y_test(t)), hinge_error(f[t], run.y_test(t))
     return {"accuracy": acc, "error": err}
 
 
@@ -137,5 +158,5 @@ def ood_grid(run: Run, v1: TaskVector, v2: TaskVector, lams: Sequence[float], ta
     out = np.zeros((len(lams), len(lams)))
     for i, l1 in enumerate(lams):
         for j, l2 in enumerate(lams):
-            out[i, j] = accuracy(merged_outputs(run, [v1, v2], [l1, l2]), run.y_test(target))
+            out[i, j] = accuracy(merged_outputs(run, [v1, v2], [l1, l2], [target])[target], run.y_test(target))
     return out

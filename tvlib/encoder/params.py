@@ -2,9 +2,9 @@
 
 `PretrainedParams` mirrors the chapter's cell tagged `parameters` (tests/test_params.py checks that
 the defaults agree). A task is written (sent, topic, share) as in tvlib.encoder.texts.Task; the
-shares of the aligned and contradictory T2 are the ones the calibration (tvlib.encoder.study.choose_shares)
-chose on the calibration seeds, never on the held-out seeds of the verdicts; T' is the designed share
-nearest the paper's gamma (the calibration's rule picks 0.542; the chapter reports both).
+shares of the aligned and contradictory T2 and of T' are the ones the calibration
+(tvlib.encoder.study.choose_shares) chose on the calibration seeds, never on the held-out seeds of the
+verdicts (the chapter checks that its parameters hold that choice).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class PretrainedParams(Params):
     t1: tuple = (1, 0, 1.0)
     t2: dict = field(default_factory=lambda: {"irrelevant": (0, 1, 1.0), "aligned": (1, 0, 0.917),
                                               "contradictory": (-1, 0, 0.917)})
-    ood: dict = field(default_factory=lambda: {"T1": (1, 0, 1.0), "T2": (0, 1, 1.0), "T'": (1, -1, 0.583)})
+    ood: dict = field(default_factory=lambda: {"T1": (1, 0, 1.0), "T2": (0, 1, 1.0), "T'": (1, -1, 0.542)})
     lam_min: float = -2.0
     lam_max: float = 2.0
     lam_step: float = 0.2

@@ -44,28 +44,29 @@ def run_row(p: PretrainedParams, *, keep_vectors: bool = False) -> dict:
     kept = {}
     with ex.numerics(p):
         run = ex.setup(p)
-        f0 = ex.outputs(run, None)
+        f0 = ex.outputs(run, None, FT_TASKS)
         for name in FT_TASKS:
-            row[f"psi0_acc_{_k(name)}"] = ex.accuracy(f0, run.y_test(name))
+            row[f"psi0_acc_{_k(name)}"] = ex.accuracy(f0[name], run.y_test(name))
         for m in METHODS:
             v = ex.finetune_tasks(run, FT_TASKS, m)
             kept[m] = v
-            f = {n: ex.outputs(run, v[n]) for n in FT_TASKS}
+            f = {n: ex.outputs(run, v[n], FT_TASKS) for n in FT_TASKS}  # every model on every task's sentences
             for n in FT_TASKS:
-                row[f"{m}_own_{_k(n)}"] = ex.accuracy(f[n], run.y_test(n))
+                row[f"{m}_own_{_k(n)}"] = ex.accuracy(f[n][n], run.y_test(n))
                 row[f"{m}_norm_{_k(n)}"] = v[n].norm()
             for rel in RELATIONS:
-                row[f"{m}_alpha_{rel}"] = ex.alpha_hat(f["T1"], f[rel])
+                row[f"{m}_alpha_{rel}"] = ex.alpha_hat(*ex.pair_outputs(run, f["T1"], f[rel], "T1", rel))
                 row[f"{m}_cos_{rel}"] = v["T1"].cosine(v[rel])  # weight-space cosine, descriptive
                 cv = ex.lam_curves(run, v["T1"], v[rel], p.lams, ("T1", rel))
                 row.update({f"{m}_{k}": x for k, x in tab.curve_columns(rel, p.lams, cv["accuracy"][None],
                                                                         cv["error"][None]).items()})
-            row[f"{m}_gamma_1"] = ex.alpha_hat(f["ood T'"], f["T1"])
-            row[f"{m}_gamma_2"] = ex.alpha_hat(f["ood T'"], f["irrelevant"])
+            tp = "ood T'"  # gamma on T''s own sentences, where Theorem 3 asks for its accuracy
+            row[f"{m}_gamma_1"] = ex.alpha_hat(f[tp][tp], f["T1"][tp])
+            row[f"{m}_gamma_2"] = ex.alpha_hat(f[tp][tp], f["irrelevant"][tp])
             for n in ("T1", "irrelevant"):
-                row[f"{m}_on_target_{_k(n)}"] = ex.accuracy(f[n], run.y_test("ood T'"))
+                row[f"{m}_on_target_{_k(n)}"] = ex.accuracy(f[n][tp], run.y_test(tp))
             if m == "full":
-                grid = ex.ood_grid(run, v["T1"], v["irrelevant"], p.ood_lams, "ood T'")
+                grid = ex.ood_grid(run, v["T1"], v["irrelevant"], p.ood_lams, tp)
                 row.update({f"{m}_{k}": x for k, x in tab.heat_columns(p.ood_lams, p.ood_lams, grid).items()})
             _corollaries(p, run, m, v, row)
     if keep_vectors:
@@ -80,8 +81,8 @@ def _k(name: str) -> str:
 def _add_neg(run: ex.Run, v1, v2, lam2: float) -> tuple[float, float]:
     """Accuracy on (T1, T2) of Psi0 + v1 + lam2 v2 (T2 = the irrelevant task for lam2 > 0, contradictory for < 0)."""
     rel = "irrelevant" if lam2 > 0 else "contradictory"
-    f = ex.merged_outputs(run, [v1, v2], [1.0, lam2])
-    return ex.accuracy(f, run.y_test("T1")), ex.accuracy(f, run.y_test(rel))
+    f = ex.merged_outputs(run, [v1, v2], [1.0, lam2], ("T1", rel))
+    return ex.accuracy(f["T1"], run.y_test("T1")), ex.accuracy(f[rel], run.y_test(rel))
 
 
 def _corollaries(p: PretrainedParams, run: ex.Run, m: str, v: Mapping, row: dict) -> None:
@@ -100,8 +101,9 @@ def _corollaries(p: PretrainedParams, run: ex.Run, m: str, v: Mapping, row: dict
             a1, a2 = _add_neg(run, prune_rows(v["T1"], keep=keep), prune_rows(v[rel], keep=keep), lam)
             row[f"{m}_rows_{goal}_T1_k{keep:g}"], row[f"{m}_rows_{goal}_T2_k{keep:g}"] = a1, a2
         merged = ties_merge([v["T1"], v[rel]], density=0.2, weights=[1.0, lam])
-        f = ex.merged_outputs(run, [merged], [1.0])
-        row[f"{m}_ties_{goal}_T1"], row[f"{m}_ties_{goal}_T2"] = ex.accuracy(f, run.y_test("T1")), ex.accuracy(f, run.y_test(rel))
+        f = ex.merged_outputs(run, [merged], [1.0], ("T1", rel))
+        row[f"{m}_ties_{goal}_T1"] = ex.accuracy(f["T1"], run.y_test("T1"))
+        row[f"{m}_ties_{goal}_T2"] = ex.accuracy(f[rel], run.y_test(rel))
         g = torch.Generator().manual_seed(p.seed)
         a1, a2 = _add_neg(run, dare(v["T1"], 0.8, generator=g), dare(v[rel], 0.8, generator=g), lam)
         row[f"{m}_dare_{goal}_T1"], row[f"{m}_dare_{goal}_T2"] = a1, a2
@@ -128,7 +130,7 @@ def heat(table: pd.DataFrame, method: str = "full") -> tuple[np.ndarray, np.ndar
 
 #: candidate tasks (sent, topic, share) per role: what the calibration may choose from
 CANDIDATES: dict[str, tuple[tuple[int, int, float], ...]] = {
-    "irrelevant": ((0, 1, 1.0), (1, 1, 1 / 12), (1, 1, 1 / 6)),
+    "irrelevant": ((0, 1, 1.0),),  # measured, not chosen: the topic rule (Table 2's T2)
     "aligned": ((1, 0, 20 / 24), (1, 0, 22 / 24), (1, 0, 23 / 24)),
     "contradictory": ((-1, 0, 21 / 24), (-1, 0, 22 / 24), (-1, 0, 23 / 24)),
     "T'": ((1, -1, 13 / 24), (1, -1, 14 / 24), (1, -1, 15 / 24), (1, -1, 16 / 24)),
@@ -138,8 +140,9 @@ CANDIDATES: dict[str, tuple[tuple[int, int, float], ...]] = {
 def calibration_rows(p: PretrainedParams, seeds: Sequence[int], methods: Sequence[str] = ("full",)) -> pd.DataFrame:
     """alpha-hat of every candidate against T1 (and, for T' candidates, against the topic task), per seed and method.
 
-    One row per (seed, method, role, candidate): alpha (with T1), gamma_2 (T' candidates: with the
-    irrelevant candidate (0, 1, 1)), the candidate's own test accuracy and its designed alpha.
+    One row per (seed, method, role, candidate): alpha (with T1, on the sentences of both tasks; for T'
+    candidates gamma_1, on T''s sentences), gamma_2 (T' candidates: with the topic task (0, 1, 1), on
+    T''s sentences), the candidate's own test accuracy and its designed alpha (on the same sentences).
     """
     cands = {f"{role} {c}": c for role, cs in CANDIDATES.items() for c in cs}
     rows = []
@@ -152,15 +155,19 @@ def calibration_rows(p: PretrainedParams, seeds: Sequence[int], methods: Sequenc
             run.tasks.update({n: task_of(n, c, q.rule_seed) for n, c in cands.items()})
             for m in methods:
                 v = ex.finetune_tasks(run, ["T1", *cands], m)
-                f = {n: ex.outputs(run, v[n]) for n in v}
+                f = {n: ex.outputs(run, v[n], ["T1", *cands]) for n in v}
                 topic = "irrelevant (0, 1, 1.0)"
                 for n, c in cands.items():
                     role = n.split(" ")[0]
+                    ood = role == "T'"
+                    alpha = (ex.alpha_hat(f[n][n], f["T1"][n]) if ood
+                             else ex.alpha_hat(*ex.pair_outputs(run, f["T1"], f[n], "T1", n)))
                     rows.append({"seed": int(seed), "method": m, "role": role, "sent": c[0], "topic": c[1],
-                                 "share": c[2], "alpha": ex.alpha_hat(f["T1"], f[n]),
-                                 "gamma_2": ex.alpha_hat(f[n], f[topic]) if role == "T'" else np.nan,
-                                 "own_acc": ex.accuracy(f[n], run.y_test(n)),
-                                 "designed": designed_alpha(run.tasks["T1"], run.tasks[n])})
+                                 "share": c[2], "alpha": alpha,
+                                 "gamma_2": ex.alpha_hat(f[n][n], f[topic][n]) if ood else np.nan,
+                                 "own_acc": ex.accuracy(f[n][n], run.y_test(n)),
+                                 "designed": designed_alpha(run.tasks["T1"], run.tasks[n],
+                                                            run.domain(n) if ood else None)})
     return pd.DataFrame(rows)
 
 
