@@ -1,5 +1,6 @@
 """Checkpoints in and out, the streaming engine, `tvlib merge` and its config, on tiny Llamas built offline."""
 
+import math
 import json
 import os
 
@@ -451,6 +452,13 @@ def test_inspect_reports_cosines_ranks_and_the_theorems_lambda_ranges(tmp_path, 
     assert lambda_guidance(0.4, 0, 1)[1].endswith("about 0.60 or a little more")
     assert "no lambda learns both" in lambda_guidance(-0.5, 0, 1)[1]
     assert "about -4" in lambda_guidance(-0.5, 0, 1)[2]
+    from tvlib.vectors.inspection import lambda_range
+
+    assert lambda_range(0.0, "add") == (1.0, math.inf) and lambda_range(0.4, "add") == pytest.approx((0.6, math.inf))
+    assert lambda_range(-0.5, "add") is None and lambda_range(0.4, "negate") is None
+    assert lambda_range(-0.5, "negate") == (-4.0, 0.0) and lambda_range(0.01, "negate") == (-math.inf, 0.0)
+    with pytest.raises(ValueError, match="'add' or 'negate'"):
+        lambda_range(0.1, "forget")
     assert main(["inspect", str(tmp_path / "base"), str(tmp_path / "ft0"), str(tmp_path / "ft3")]) == 0
     text = capsys.readouterr().out
     assert "irrelevant tasks (alpha ~ 0)" in text and "theory-based guidance" in text and "assumptions:" in text

@@ -19,7 +19,7 @@ from ..toy import fits, theory
 from . import study
 
 __all__ = ["LEARNED", "FORGOTTEN", "TOL", "Claim", "table1", "theorem_claims", "ood_claims", "corollary_claims",
-           "rank_curve", "keep_curve"]
+           "rank_curve", "keep_curve", "advice_claims"]
 
 LEARNED, FORGOTTEN, TOL = 0.9, 0.6, 0.02
 
@@ -84,7 +84,7 @@ def theorem_claims(runs: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def ood_claims(runs: pd.DataFrame, method: str, c: float) -> dict[str, object]:
-    """Theorem 3 per seed: gamma-hat, beta-hat, condition (7) on the grid, T' accuracy inside and outside it, best merge."""
+    """Theorem 3 per seed: gamma-hat, beta-hat, the target region on the grid, T' accuracy inside and outside it, best merge."""
     l1, l2, heat = study.heat(runs, method)
     lams, err = study.curves(runs, method, "irrelevant", "err")
     inside, outside, best, best_at, n_region = [], [], [], [], []
@@ -105,7 +105,7 @@ def ood_claims(runs: pd.DataFrame, method: str, c: float) -> dict[str, object]:
     t1_alone = runs[f"{method}_on_target_T1"].to_numpy(float)
     target = runs[f"{method}_own_ood_Tp"].to_numpy(float)
     ok = np.isfinite(inside)
-    empty = "n/a (condition (7) holds nowhere on the grid)"
+    empty = "n/a (the target region holds no point of the grid)"
     return {"gamma": gam, "beta": np.array(betas), "n_region": np.array(n_region), "inside": inside,
             "outside": outside, "best": np.array(best), "best_at": best_at, "t1_alone": t1_alone, "target": target,
             "region_better": rules.ordering(inside[ok], outside[ok]) if ok.sum() > 1 else empty,
@@ -151,4 +151,49 @@ def corollary_claims(runs: pd.DataFrame, method: str, rank: int, keep: float) ->
             out.append({"goal": "addition" if goal == "add" else "negation", "vector": name,
                         "T1": acc[:, 0].mean(), "T2": acc[:, 1].mean(), "T1 full": ref[:, 0].mean(),
                         "T2 full": ref[:, 1].mean(), "verdict": v.word, "seeds": v.detail})
+    return pd.DataFrame(out)
+
+
+def _in_range(lam: float, rng: tuple[float, float] | None) -> bool:
+    return rng is not None and rng[0] - 1e-9 <= lam <= rng[1] + 1e-9
+
+
+def advice_claims(runs: pd.DataFrame, method: str) -> pd.DataFrame:
+    """`tvlib inspect`'s lambda advice (tvlib.vectors.inspection.lambda_range) tested against the measured best lambda.
+
+    Per relation, goal and seed, the advice is read from a correlation, either the weight-space cosine of
+    the two task vectors (what `tvlib inspect` sees in the checkpoints) or the paper's output-space
+    alpha-hat (which needs data). It is *right* in a seed when it names a range and that seed's best lambda
+    (tvlib.rules.best_lambda on its own curves) lies in it, or when it says no lambda works and none on that
+    side reaches the goal (the thresholds of theorem_claims). The verdict is tvlib.rules.fraction_of_seeds;
+    "trivial" when every lambda of the grid on that side lies in the advised range in every seed (the advice
+    could not have missed).
+    """
+    from ..vectors.inspection import lambda_range, relation
+
+    out = []
+    for rel in study.RELATIONS:
+        lams, acc = study.curves(runs, method, rel)
+        for goal, side, what in (("add", "+", "both"), ("negate", "-", "forget")):
+            reached = _exists(lams, acc, side, what)
+            best = np.array([lams[rules.best_lambda(lams, a[:, 0], a[:, 1], goal)] for a in acc])
+            on_side = lams[lams > 0] if goal == "add" else lams[lams < 0]
+            for source, col in (("weight cosine", "cos"), ("output α̂", "alpha")):
+                corr = runs[f"{method}_{col}_{rel}"].to_numpy(float)
+                ranges = [lambda_range(float(a), goal) for a in corr]
+                right = np.array([(_in_range(b, r) if r is not None else not ok)
+                                  for b, r, ok in zip(best, ranges, reached)])
+                v = rules.fraction_of_seeds(right, words=("right", "wrong"))
+                if v.holds and all(r is not None and all(_in_range(x, r) for x in on_side) for r in ranges):
+                    v = rules.Verdict("trivial", True, f"{v.detail}; every lambda of the grid is in the range")
+                kinds = sorted({relation(float(a)) for a in corr})
+                lo = [r[0] for r in ranges if r is not None]
+                hi = [r[1] for r in ranges if r is not None]
+                edges = sorted({f"{x:.2g}" for x in (min(lo), max(lo))}, key=float) if lo else []
+                advice = ("no lambda" if not lo else f"[{'…'.join(edges)}, {max(hi):.2g}]").replace("inf", "∞")
+                if lo and len(lo) < len(ranges):
+                    advice += f" ({len(ranges) - len(lo)} seeds: no lambda)"
+                out.append({"relation": rel, "goal": goal, "read from": source, "correlation": corr.mean(),
+                            "read as": "/".join(kinds), "advised λ": advice, "best λ": best.mean(),
+                            "verdict": v.word, "seeds": v.detail})
     return pd.DataFrame(out)

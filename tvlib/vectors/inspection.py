@@ -24,7 +24,7 @@ import torch
 from .checkpoint import open_checkpoint, tied_embeddings
 from .recipe import layer_of
 
-__all__ = ["Inspection", "inspect_checkpoints", "lambda_guidance"]
+__all__ = ["Inspection", "inspect_checkpoints", "lambda_guidance", "lambda_range", "relation"]
 
 IRRELEVANT = 0.05  # |cosine| below this is read as alpha ~ 0 (irrelevant tasks)
 
@@ -96,24 +96,51 @@ def _median(xs: list[float]) -> float:
     return float(torch.tensor(xs).median()) if xs else float("nan")
 
 
+def relation(alpha: float) -> str:
+    """How the theory reads a task correlation: 'irrelevant' (|alpha| < IRRELEVANT), 'aligned' or 'contradictory'."""
+    return "irrelevant" if abs(alpha) < IRRELEVANT else ("aligned" if alpha > 0 else "contradictory")
+
+
+def lambda_range(alpha: float, goal: str) -> tuple[float, float] | None:
+    """The lambda interval Theorems 1-2 suggest for Psi0 + tau_keep + lambda tau_other, beta and Theta(.) taken as 0.
+
+    goal 'add' (learn other, keep keep): [1 - alpha, inf) for alpha >= 0 (1 for irrelevant tasks), None for
+    contradictory ones (no lambda learns both); 'negate' (forget other, keep keep): (-inf, 0] for irrelevant
+    tasks, [-1/alpha^2, 0] for contradictory ones, None for aligned ones (forgetting also degrades the other).
+    """
+    if goal not in ("add", "negate"):
+        raise ValueError(f"goal={goal!r}: expected 'add' or 'negate'")
+    if not math.isfinite(alpha):
+        raise ValueError(f"alpha={alpha}: expected a finite correlation")
+    kind = relation(alpha)
+    if goal == "add":
+        return None if kind == "contradictory" else (1.0 - (alpha if kind == "aligned" else 0.0), math.inf)
+    if kind == "aligned":
+        return None
+    return (-math.inf if kind == "irrelevant" else -1.0 / alpha ** 2, 0.0)
+
+
 def lambda_guidance(alpha: float, keep: int, other: int) -> list[str]:
-    """Theorems 1-2 for Psi0 + tau_keep + lambda tau_other, given the cosine alpha of the two vectors."""
+    """Theorems 1-2 for Psi0 + tau_keep + lambda tau_other, given the cosine alpha of the two vectors (lambda_range in words)."""
     name = f"Psi0 + tau_{keep} + lambda tau_{other} (cos {alpha:+.3f})"
     if not math.isfinite(alpha):
         return [f"{name}: a zero task vector, nothing to advise"]
-    if abs(alpha) < IRRELEVANT:
-        return [f"{name}: irrelevant tasks (alpha ~ 0)",
-                "    add tau_%d (Theorem 1): lambda >= 1 + beta, i.e. about 1 or a little more" % other,
-                "    forget tau_%d, keep tau_%d (Theorem 2): any lambda <= 0 with |lambda| moderate" % (other, keep)]
-    if alpha > 0:
-        return [f"{name}: aligned tasks (alpha > 0)",
-                f"    add tau_{other} (Theorem 1): lambda >= 1 - alpha + beta, about {1 - alpha:.2f} or a little more",
-                f"    forget tau_{other}, keep tau_{keep} (Theorem 2): forgetting an aligned task also degrades the "
-                "other; only for small alpha"]
-    return [f"{name}: contradictory tasks (alpha < 0)",
-            f"    add tau_{other} (Theorem 1): no lambda learns both tasks",
-            f"    forget tau_{other}, keep tau_{keep} (Theorem 2): -Theta(1/alpha^2) <= lambda <= ~0, i.e. down to "
-            f"about -{1 / alpha ** 2:.3g} (constant unknown); slightly positive lambda only up to poly(eta delta)/|alpha|"]
+    kind = relation(alpha)
+    add, neg = lambda_range(alpha, "add"), lambda_range(alpha, "negate")
+    add_text = ("no lambda learns both tasks" if add is None else
+                f"lambda >= {'1 + beta, i.e. about 1' if kind == 'irrelevant' else f'1 - alpha + beta, about {add[0]:.2f}'}"
+                " or a little more")
+    if neg is None:
+        neg_text = "forgetting an aligned task also degrades the other; only for small alpha"
+    elif kind == "irrelevant":
+        neg_text = "any lambda <= 0 with |lambda| moderate"
+    else:
+        neg_text = (f"-Theta(1/alpha^2) <= lambda <= ~0, i.e. down to about {neg[0]:.3g} (constant unknown); "
+                    "slightly positive lambda only up to poly(eta delta)/|alpha|")
+    alpha_sign = {"irrelevant": "alpha ~ 0", "aligned": "alpha > 0", "contradictory": "alpha < 0"}[kind]
+    return [f"{name}: {kind} tasks ({alpha_sign})",
+            f"    add tau_{other} (Theorem 1): {add_text}",
+            f"    forget tau_{other}, keep tau_{keep} (Theorem 2): {neg_text}"]
 
 
 def _effective_rank(d: torch.Tensor) -> float:
