@@ -121,3 +121,42 @@ def test_references_to_unnumbered_boxes_name_the_box():
     ext._name_box_references(SimpleNamespace(env=env), "page", None, context, None)
     assert ">Theorem 3 of the paper</a>" in context["body"] and ">Conventions</a>" in context["body"]
     assert "#other\">Theorem </a>" in context["body"]  # a label it does not know is left alone
+
+
+def test_figures_are_glued_at_twice_their_dpi_and_shown_at_their_size(monkeypatch):
+    """A glued figure is a PNG at HIDPI x its dpi (pHYs says so, for the page's legibility check), with
+    the width of the 1x PNG in its metadata (myst-nb writes it on the <img>), and light."""
+    import base64
+    import io
+
+    import IPython.display
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from tvlib import book
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=150)
+    ax.plot(np.linspace(0, 1, 50), np.sin(np.linspace(0, 6, 50)), label="T1")
+    ax.legend()
+    one = io.BytesIO()
+    fig.savefig(one, format="png", dpi=150, bbox_inches="tight")
+    w1, h1 = Image.open(io.BytesIO(one.getvalue())).size
+    png, size = book.figure_png(fig)
+    image = Image.open(io.BytesIO(png))
+    assert abs(image.width - 2 * w1) <= 2 and abs(image.height - 2 * h1) <= 2  # tight box: a pixel of rounding
+    assert size == {"width": image.width // 2}  # no height: a narrow column keeps the aspect ratio
+    assert round(image.info["dpi"][0]) == 300 and image.mode == "P"
+    assert len(png) < 2 * len(one.getvalue())  # the palette keeps the 2x PNG about as light as the 1x one
+    calls = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: calls.append((a, k)))
+    book.glue_figure("fig-x", fig)
+    (bundle,), kw = calls[0]
+    assert kw["metadata"]["image/png"] == size and kw["metadata"]["scrapbook"]["name"] == "fig-x"
+    assert base64.b64decode(bundle[book.GLUE_PREFIX + "image/png"]) == png
+    assert fig.number not in plt.get_fignums()  # closed once glued
+    with pytest.raises(ValueError, match="scale"):
+        book.figure_png(plt.figure(), scale=0)
+    plt.close("all")

@@ -20,7 +20,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["glue", "glue_or_na", "glue_figure", "seed_glues", "seed_frame", "table", "Table"]
+__all__ = ["glue", "glue_or_na", "glue_figure", "figure_png", "seed_glues", "seed_frame", "table", "Table"]
 
 # myst-nb's glue format: the value's display data under this mime prefix, named in the output's metadata.
 # Written here rather than imported from myst_nb, so a chapter run in Colab or by papermill needs no
@@ -28,14 +28,43 @@ __all__ = ["glue", "glue_or_na", "glue_figure", "seed_glues", "seed_frame", "tab
 GLUE_PREFIX = "application/papermill.record/"
 
 
-def _glue(name: str, value: Any) -> None:
-    """Store value's display data in the notebook under name, displaying nothing (myst_nb.glue, display=False)."""
+#: Figures are glued as PNGs drawn at this many times their dpi and shown at the size of one (the <img>
+#: gets its width), so that high-density screens, phones included, show them sharp.
+HIDPI = 2
+
+
+def _glue(name: str, value: Any, bundle: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> None:
+    """Store value's display data (or the given bundle) in the notebook under name, displaying nothing
+    (myst_nb.glue, display=False)."""
     from IPython.core.formatters import format_display_data
     from IPython.display import display
 
-    bundle, metadata = format_display_data(value)
+    if bundle is None:
+        bundle, metadata = format_display_data(value)
+    metadata = dict(metadata or {})
     metadata["scrapbook"] = dict(name=name, mime_prefix=GLUE_PREFIX)
     display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+
+
+def figure_png(fig: Any, *, scale: int = HIDPI) -> tuple[bytes, dict[str, int]]:
+    """fig as a PNG at scale x its dpi (tight bounding box, as Jupyter draws it), in a 256-colour palette to
+    keep it light, and the width at which to show it: that of the PNG at 1x (no height, so that a narrow
+    column shrinks the figure without distorting it)."""
+    import io
+
+    from PIL import Image
+
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale={scale!r}: expected a whole number >= 1")
+    dpi = scale * fig.dpi
+    raw = io.BytesIO()
+    fig.savefig(raw, format="png", dpi=dpi, bbox_inches="tight")
+    image = Image.open(io.BytesIO(raw.getvalue()))
+    size = {"width": image.width // scale}
+    out = io.BytesIO()
+    palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette.save(out, format="png", optimize=True, dpi=(dpi, dpi))
+    return out.getvalue(), size
 
 
 def _plain(value: Any) -> Any:
@@ -74,12 +103,20 @@ def glue_or_na(**values: Any) -> None:
 
 
 def glue_figure(name: str, fig: Any) -> None:
-    """Glue a matplotlib figure (or any displayable, e.g. a tvlib.explore.Explorer) for a glue:figure directive."""
-    _glue(name, fig)
-    if hasattr(fig, "savefig"):
-        import matplotlib.pyplot as plt
+    """Glue a matplotlib figure (or any displayable, e.g. a tvlib.explore.Explorer) for a glue:figure directive.
 
-        plt.close(fig)
+    A figure is stored as a PNG at HIDPI x its dpi, shown at its 1x size (figure_png)."""
+    if not hasattr(fig, "savefig"):
+        _glue(name, fig)
+        return
+    import base64
+
+    import matplotlib.pyplot as plt
+
+    png, size = figure_png(fig)
+    _glue(name, fig, {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": repr(fig)},
+          {"image/png": size})
+    plt.close(fig)
 
 
 def seed_glues(prefix: str, frame: Any) -> dict[str, float]:
