@@ -85,7 +85,7 @@ def plot_curves(lams: np.ndarray, acc: Mapping[str, np.ndarray], err: Mapping[st
 
 def plot_heat(lams1: np.ndarray, lams2: np.ndarray, acc: np.ndarray, *, region: np.ndarray | None,
               best: tuple[float, float], paper_best: tuple[float, float] | None = None) -> Figure:
-    """Figure 2: accuracy on T' over (lambda1, lambda2), centred on chance, with condition (7) hatched."""
+    """Figure 2: accuracy on T' over (lambda1, lambda2), centred on chance, with the target region (the paper's condition (7)) hatched."""
     fig, ax = style.subplots(1, width=0.75, aspect=0.85)
     edges = [np.concatenate([[g[0] - (g[1] - g[0]) / 2], (g[1:] + g[:-1]) / 2, [g[-1] + (g[-1] - g[-2]) / 2]])
              for g in (lams1, lams2)]
@@ -94,7 +94,7 @@ def plot_heat(lams1: np.ndarray, lams2: np.ndarray, acc: np.ndarray, *, region: 
     if region is not None and region.any():
         ax.contourf(lams1, lams2, region.T.astype(float), levels=[0.5, 1.5], colors="none", hatches=["///"])
         ax.contour(lams1, lams2, region.T.astype(float), levels=[0.5], colors="k", linewidths=1.2)
-        ax.plot([], [], color="k", lw=1.2, label="condition (7)")
+        ax.plot([], [], color="k", lw=1.2, label="target region")
     ax.plot(*best, "*", color=style.COLORS["merged"], mec="k", ms=11, label=f"best merge {best}")
     if paper_best is not None:
         ax.plot(*paper_best, "o", mfc="none", mec="k", ms=8, label=f"paper's best {tuple(paper_best)}")
