@@ -225,7 +225,10 @@ def della_keep_probability(delta: Tensor, density: float, epsilon: float) -> Ten
     if not (0 < density - epsilon and density + epsilon < 1):
         raise ValueError(f"density={density}, epsilon={epsilon}: DELLA needs density +/- epsilon inside (0, 1)")
     rows = delta.unsqueeze(0) if delta.ndim < 2 else delta
-    ranks = torch.argsort(torch.argsort(rows.abs(), dim=1, descending=False), dim=1).to(delta.dtype) + 1
+    order = torch.argsort(rows.abs(), dim=1, descending=False)
+    inverse = torch.empty_like(order)  # the inverse permutation: argsort(order), in linear time
+    inverse.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    ranks = inverse.to(delta.dtype) + 1
     lo, hi = ranks.min(dim=1, keepdim=True).values, ranks.max(dim=1, keepdim=True).values
     spread = ((ranks - lo) / (hi - lo)).clamp(0, 1)
     return ((density - epsilon) + spread * 2 * epsilon).reshape(delta.shape)
