@@ -142,6 +142,9 @@ def _keep_norms(recipe: Recipe, key: str, parts, deltas, state: MergeState) -> l
             keep = recipe.impl.keep(d, TrimCall(recipe, i, key, params.densities[i], opts, state, False))
             sums[i][0] += float(d.abs().sum(dtype=torch.float64))
             sums[i][1] += float((d.abs() * keep).sum(dtype=torch.float64))
+            if recipe.trim == "della":  # its masks cost a sort per row: kept (1 byte an entry) for the merge pass
+                state.kept = state.kept if state.kept is not None else {}
+                state.kept[(i, part[0])] = keep.bool()
     state.offset = None
     return [(b, a) for b, a in sums]
 
@@ -214,10 +217,14 @@ class MergePlan:
             per_entry += 4 * (len(self.models) + 2)
         if self.recipe.combine == "ties":
             per_entry += 6 * 4 + 1
-        largest = max((self.base.infos[k].numel for k in self.merged), default=0)
-        if self.recipe.in_pieces if pieces is None else pieces:
+        largest = whole = max((self.base.infos[k].numel for k in self.merged), default=0)
+        in_pieces = self.recipe.in_pieces if pieces is None else pieces
+        if in_pieces:
             largest = min(largest, chunk)
-        return RUNTIME_BYTES + largest * per_entry
+        kept = 0  # DELLA in pieces with an L1 rescale keeps the L1 pass's masks of a whole tensor, 1 byte an entry
+        if in_pieces and whole > chunk and self.recipe.trim == "della" and self.recipe.rescale == "l1":
+            kept = whole * len(self.models)
+        return RUNTIME_BYTES + largest * per_entry + kept
 
     def describe(self, out: str | os.PathLike) -> str:
         """The dry-run report: what would be read, computed and written, and the estimated peak memory."""
@@ -536,7 +543,7 @@ def _merge(base, models, recipe, out, *, dtype, max_shard_size, strict, allow_no
                     background.write(k, result, part is not None)
                     del acc, result
                     j += 1
-                state.offset = state.l1 = state.bands = None
+                state.offset = state.l1 = state.bands = state.kept = None
                 if recipe.tensor_thresholds:
                     state.thresholds = None
             ok = True

@@ -24,8 +24,10 @@ def keep(d: Tensor, c: TrimCall, probs: Tensor | None = None) -> Tensor:
 def trim(d: Tensor, c: TrimCall) -> Tensor:
     if c.density >= 1:
         return d
-    probs = _probs(d, c)
-    out = d * keep(d, c, probs)
+    kept = getattr(c.state, "kept", None)  # the masks the L1 pass drew for this piece, if it did
+    mask = kept.pop((c.i, c.state.offset), None) if kept else None
+    probs = _probs(d, c) if mask is None or c.recipe.rescale == "entry" else None
+    out = d * (keep(d, c, probs) if mask is None else mask)
     l1 = getattr(c.state, "l1", None)
     if c.recipe.rescale == "l1" and l1 is not None:  # a piece: the tensor's norms were gathered beforehand
         before, after = l1[c.i]
