@@ -78,7 +78,7 @@ def plot_ood_grid(
     best: tuple[float, float] | None = None,
     best_label: str = r"best $\lambda$",
     title: str = "",
-    region_label: str = "condition (7)",
+    region_label: str = "target region",
 ) -> Figure:
     """Accuracy and hinge error on T' over the (lam1, lam2) grid, arrays (L1, L2), in the book's style.
 

@@ -158,6 +158,20 @@ def _in_range(lam: float, rng: tuple[float, float] | None) -> bool:
     return rng is not None and rng[0] - 1e-9 <= lam <= rng[1] + 1e-9
 
 
+def _interval(lo: list[float], hi: list[float]) -> str:
+    """The advised ranges of several seeds in words that wrap between words: 'λ ≥ 0.16 … 0.34' (over seeds), 'λ ≤ 0', '−1.4 … −1.3 to 0'."""
+    def edge(xs: list[float]) -> str:
+        shown = sorted({f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}" for x in (min(xs), max(xs))}, key=float)
+        return " … ".join(shown).replace("-", "−")
+
+    finite = [x for x in lo if np.isfinite(x)]
+    if all(np.isinf(h) for h in hi):
+        return f"λ ≥ {edge(lo)}"
+    if not finite:
+        return f"λ ≤ {edge(hi)}"
+    return f"{edge(finite)} to {edge(hi)}" + (" (or below)" if len(finite) < len(lo) else "")
+
+
 def advice_claims(runs: pd.DataFrame, method: str) -> pd.DataFrame:
     """`tvlib inspect`'s lambda advice (tvlib.vectors.inspection.lambda_range) tested on the held-out seeds.
 
@@ -192,10 +206,9 @@ def advice_claims(runs: pd.DataFrame, method: str) -> pd.DataFrame:
                 kinds = sorted({relation(float(a)) for a in corr})
                 lo = [r[0] for r in ranges if r is not None]
                 hi = [r[1] for r in ranges if r is not None]
-                edges = sorted({f"{x:.2g}" for x in (min(lo), max(lo))}, key=float) if lo else []
-                advice = ("no lambda" if not lo else f"[{'…'.join(edges)}, {max(hi):.2g}]").replace("inf", "∞")
+                advice = "no λ" if not lo else _interval(lo, hi)
                 if lo and len(lo) < len(ranges):
-                    advice += f" ({len(ranges) - len(lo)} seeds: no lambda)"
+                    advice += f" ({len(ranges) - len(lo)} seeds: no λ)"
                 out.append({"relation": rel, "goal": goal, "read from": source, "correlation": corr.mean(),
                             "read as": "/".join(kinds), "advised λ": advice, "best λ": best.mean(),
                             "verdict": v.word, "seeds": v.detail})
