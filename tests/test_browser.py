@@ -370,3 +370,26 @@ def test_page_weight(report):
     assert report["bytes"] <= MAX_PAGE_BYTES, (
         f"the page loads {report['bytes'] / 1e6:.1f} MB, text gzipped (budget {MAX_PAGE_BYTES / 1e6:.0f} MB)"
     )
+
+
+def test_figures_fit_the_column_when_opened_from_disk(browser):
+    """The README says: open _build/html/index.html in a browser. A page opened from disk cannot fetch its
+    images, so the figures' density must come from the width the page declares (tvlib.book.figure_png glues
+    them at twice their dpi, shown at their 1x width): at 1400 px no figure may be wider than its column."""
+    if not PAGES:
+        pytest.skip("no built site")
+    page = browser.new_page(viewport={"width": WIDE, "height": 900})
+    problems = []
+    try:
+        for rel in ("book/intro.html", "book/pretrained.html", "book/addition.html"):
+            page.goto((HTML / rel).as_uri(), wait_until="load")
+            page.wait_for_timeout(500)
+            wide = page.evaluate("""() => [...document.querySelectorAll('figure img, .cell_output img')]
+                .filter(i => i.naturalWidth && i.getBoundingClientRect().width >
+                             (i.closest('.tvlib-figure-scroll') || i.parentElement).clientWidth + 1)
+                .map(i => i.getAttribute('src').split('/').pop().slice(0, 16) + ': ' +
+                          Math.round(i.getBoundingClientRect().width) + ' px')""")
+            problems += [f"{rel}: {w}" for w in wide]
+    finally:
+        page.close()
+    _verdict(f"figures wider than their column at {WIDE} px (page opened from disk)", problems)

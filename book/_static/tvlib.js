@@ -10,7 +10,9 @@
  */
 (function () {
   "use strict";
-  var MIN_FONT_PT = 7, DEFAULT_DPI = 150, MIN_PX = 9;
+  // tvlib.style draws at 150 dpi and tvlib.book glues figures at twice that (HIDPI = 2): a PNG whose density
+  // cannot be read (a page opened from disk cannot fetch its images) is taken to be such a figure
+  var MIN_FONT_PT = 7, STYLE_DPI = 150, DEFAULT_DPI = 300, MIN_PX = 9;
 
   // --- explorers: wrap vegaEmbed before the pages' inline scripts call it
   if (window.vegaEmbed && !window.vegaEmbed.tvlibFit) {
@@ -57,16 +59,22 @@
       box.className = "tvlib-figure-scroll";
       wrap.parentNode.insertBefore(box, wrap); box.appendChild(wrap);
     }
+    var fit = function (dpi) {
+      var nativePx = MIN_FONT_PT * (dpi || DEFAULT_DPI) / 72;   // smallest text, in image pixels
+      var need = Math.ceil(img.naturalWidth * MIN_PX / nativePx);
+      if (need > img.getBoundingClientRect().width) {
+        img.style.width = img.style.minWidth = need + "px";   // (over the 1x width a glued figure declares)
+        img.style.maxWidth = "none";
+      }
+    };
     var size = function () {
       if (!img.naturalWidth) return;
-      dpiOf(src).then(function (dpi) {
-        var nativePx = MIN_FONT_PT * (dpi || DEFAULT_DPI) / 72;   // smallest text, in image pixels
-        var need = Math.ceil(img.naturalWidth * MIN_PX / nativePx);
-        if (need > img.getBoundingClientRect().width) {
-          img.style.minWidth = need + "px";
-          img.style.maxWidth = "none";
-        }
-      });
+      // a figure glued at k x its dpi is shown at its 1x width (tvlib.book.figure_png): its density follows
+      // from that width, with no need to read the file (which a page opened from disk cannot fetch)
+      var px = /^\s*([\d.]+)(px)?\s*$/, m = px.exec(img.style.width || img.getAttribute("width") || "");
+      var declared = m && (m[2] || !img.style.width) ? parseFloat(m[1]) : 0;
+      if (declared > 0 && img.naturalWidth > declared * 1.01) fit(STYLE_DPI * img.naturalWidth / declared);
+      else dpiOf(src).then(fit);
     };
     if (img.complete) size(); else img.addEventListener("load", size);
   }
