@@ -142,9 +142,12 @@ def _keep_norms(recipe: Recipe, key: str, parts, deltas, state: MergeState) -> l
             keep = recipe.impl.keep(d, TrimCall(recipe, i, key, params.densities[i], opts, state, False))
             sums[i][0] += float(d.abs().sum(dtype=torch.float64))
             sums[i][1] += float((d.abs() * keep).sum(dtype=torch.float64))
-            if recipe.trim == "della":  # its masks cost a sort per row: kept (1 byte an entry) for the merge pass
+            if recipe.trim == "della":  # its masks cost a sort per row: kept for the merge pass, 1 byte an entry,
+                # in one block per vector (one large allocation, returned whole when the tensor is done)
                 state.kept = state.kept if state.kept is not None else {}
-                state.kept[(i, part[0])] = keep.bool()
+                if i not in state.kept:
+                    state.kept[i] = torch.empty(parts[-1][1], dtype=torch.bool)
+                state.kept[i][part[0]:part[1]] = keep.reshape(-1)
     state.offset = None
     return [(b, a) for b, a in sums]
 

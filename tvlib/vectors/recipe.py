@@ -357,7 +357,7 @@ class MergeState:
     row_len: int | None = None  # the length of a row of the tensor being merged (pieces of whole rows)
     bands: list | None = None  # Breadcrumbs in pieces: per vector the [threshold, room] of its upper and skipped top
     l1: list[tuple[float, float]] | None = None  # per vector: L1 norm of its delta before and after DARE's drop
-    kept: dict | None = None  # DELLA in pieces: {(vector, offset): keep mask} drawn by the L1 pass, reused once
+    kept: dict | None = None  # DELLA in pieces: {vector: keep mask of the whole flattened tensor} from the L1 pass
 
 
 def find_thresholds(recipe: Recipe, keys: Sequence[str], numel: dict[str, int],

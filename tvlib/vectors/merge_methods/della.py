@@ -24,8 +24,8 @@ def keep(d: Tensor, c: TrimCall, probs: Tensor | None = None) -> Tensor:
 def trim(d: Tensor, c: TrimCall) -> Tensor:
     if c.density >= 1:
         return d
-    kept = getattr(c.state, "kept", None)  # the masks the L1 pass drew for this piece, if it did
-    mask = kept.pop((c.i, c.state.offset), None) if kept else None
+    kept = getattr(c.state, "kept", None)  # the masks the L1 pass drew for this tensor, if it did
+    mask = kept[c.i][c.state.offset:c.state.offset + d.numel()].view(d.shape) if kept and c.i in kept else None
     probs = _probs(d, c) if mask is None or c.recipe.rescale == "entry" else None
     out = d * (keep(d, c, probs) if mask is None else mask)
     l1 = getattr(c.state, "l1", None)
