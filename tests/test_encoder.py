@@ -388,10 +388,10 @@ def test_a_merge_through_the_command_equals_the_merge_in_memory(tiny, tmp_path):
     assert "task_arithmetic" in config and "weight: -0.5" in config
     ckpt.tvlib_merge(config, tmp_path / "merged", tmp_path)
     merged = AutoModel.from_pretrained(tmp_path / "merged", add_pooling_layer=False).eval()
+    f_file = ex.outputs_of(run, ["T1", "irrelevant"], merged)
+    f_mem = ex.merged_outputs(run, [vec["T1"], vec["irrelevant"]], [1.0, -0.5], ["T1", "irrelevant"])
     for task in ("T1", "irrelevant"):
-        f_file = ex.logits(merged, run.head, run.test_tokens[run.domain(task)])
-        f_mem = ex.merged_outputs(run, [vec["T1"], vec["irrelevant"]], [1.0, -0.5], [task])[task]
-        assert torch.allclose(f_file, f_mem, atol=1e-5)
+        assert torch.allclose(f_file[task], f_mem[task], atol=1e-5)
     with pytest.raises(RuntimeError, match="tvlib merge failed"):
         ckpt.tvlib_merge(ckpt.merge_config(base, [tmp_path / "missing"], [1.0]), tmp_path / "out2", tmp_path)
     with pytest.raises(ValueError, match="one weight per model"):

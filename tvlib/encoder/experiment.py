@@ -27,7 +27,7 @@ from .model import Tokens, finetune, fixed_head, logits, tokenize
 from .params import PretrainedParams
 
 __all__ = ["Run", "numerics", "setup", "finetune_tasks", "outputs", "alpha_hat", "accuracy", "hinge_error",
-           "lam_curves", "ood_grid", "merged_outputs", "pair_outputs"]
+           "lam_curves", "ood_grid", "merged_outputs", "outputs_of", "pair_outputs"]
 
 
 @contextlib.contextmanager
@@ -105,12 +105,20 @@ def finetune_tasks(run: Run, names: Sequence[str], method: str = "full") -> dict
     return out
 
 
+def outputs_of(run: Run, tasks: Sequence[str], encoder: nn.Module | None = None,
+               state_dict: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """{task: logits (n_test, 2) on that task's test sentences} of an encoder (default the run's, with the
+    weights state_dict if given; e.g. a merged checkpoint loaded with from_pretrained), one pass per domain."""
+    enc = run.encoder if encoder is None else encoder
+    by_domain = {d: logits(enc, run.head, run.test_tokens[d], state_dict) for d in {run.domain(t) for t in tasks}}
+    return {t: by_domain[run.domain(t)] for t in tasks}
+
+
 def merged_outputs(run: Run, vectors: Sequence[TaskVector], lams: Sequence[float], tasks: Sequence[str]
                    ) -> dict[str, Tensor]:
-    """{task: logits (n_test, 2) of Psi0 + sum_i lams_i vectors_i on that task's test sentences} (one pass per domain)."""
-    sd = merge(run.base, list(vectors), list(lams), strict=False) if vectors else run.base
-    by_domain = {d: logits(run.encoder, run.head, run.test_tokens[d], sd) for d in {run.domain(t) for t in tasks}}
-    return {t: by_domain[run.domain(t)] for t in tasks}
+    """{task: logits (n_test, 2) of Psi0 + sum_i lams_i vectors_i on that task's test sentences}."""
+    return outputs_of(run, tasks, state_dict=merge(run.base, list(vectors), list(lams), strict=False)
+                      if vectors else run.base)
 
 
 def outputs(run: Run, vector: TaskVector | None, tasks: Sequence[str]) -> dict[str, Tensor]:

@@ -56,7 +56,9 @@ ADJECTIVES = POSITIVE + NEGATIVE + NEUTRAL_ADJECTIVES
 NOUNS = ANIMALS + MACHINES + OBJECTS
 _S = np.r_[np.ones(len(POSITIVE)), -np.ones(len(NEGATIVE)), np.zeros(len(NEUTRAL_ADJECTIVES))]
 _T = np.r_[np.ones(len(ANIMALS)), -np.ones(len(MACHINES)), np.zeros(len(OBJECTS))]
-_LABELLED, _NEUTRAL = np.arange(48), np.arange(48, 72)
+_LABELLED = np.arange(len(POSITIVE) + len(NEGATIVE))  # (= len(ANIMALS) + len(MACHINES), checked below)
+_NEUTRAL = np.arange(_LABELLED.size, len(ADJECTIVES))
+assert len(ANIMALS) + len(MACHINES) == _LABELLED.size and len(OBJECTS) == len(NEUTRAL_ADJECTIVES)
 #: domain -> (adjective indices, noun indices) its sentences draw from (into ADJECTIVES, NOUNS)
 DOMAINS = {"sentiment": (_LABELLED, _NEUTRAL), "topic": (_NEUTRAL, _LABELLED), "both": (_LABELLED, _LABELLED)}
 

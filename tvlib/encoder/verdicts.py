@@ -24,12 +24,17 @@ __all__ = ["LEARNED", "FORGOTTEN", "TOL", "Claim", "table1", "theorem_claims", "
 LEARNED, FORGOTTEN, TOL = 0.9, 0.6, 0.02
 
 
-def _exists(lams: np.ndarray, acc: np.ndarray, side: str, goal: str) -> np.ndarray:
-    """Per seed: some lambda on `side` (> 0 or < 0) reaches the goal ('both': T1 and T2 learned; 'forget': T1 kept, T2 forgotten)."""
-    sel = lams > 0 if side == "+" else lams < 0
-    a1, a2 = acc[:, sel, 0], acc[:, sel, 1]
+def _reached(lams: np.ndarray, acc: np.ndarray, side: str, goal: str) -> np.ndarray:
+    """Per seed and lambda (seeds, lams): lambda is on `side` (> 0 or < 0) and reaches the goal ('both': T1
+    and T2 learned; 'forget': T1 kept, T2 forgotten)."""
+    a1, a2 = acc[:, :, 0], acc[:, :, 1]
     ok = (a1 >= LEARNED) & (a2 >= LEARNED) if goal == "both" else (a1 >= LEARNED) & (a2 <= FORGOTTEN)
-    return ok.any(1)
+    return ok & (lams > 0 if side == "+" else lams < 0)
+
+
+def _exists(lams: np.ndarray, acc: np.ndarray, side: str, goal: str) -> np.ndarray:
+    """Per seed: some lambda on `side` reaches the goal (_reached)."""
+    return _reached(lams, acc, side, goal).any(1)
 
 
 def _at0(lams: np.ndarray, acc: np.ndarray, goal: str) -> np.ndarray:
@@ -191,8 +196,7 @@ def advice_claims(runs: pd.DataFrame, method: str) -> pd.DataFrame:
         lams, acc = study.curves(runs, method, rel)
         for goal in ("add", "negate"):
             side = lams > 0 if goal == "add" else lams < 0
-            a1, a2 = acc[:, :, 0], acc[:, :, 1]
-            ok = ((a1 >= LEARNED) & (a2 >= LEARNED) if goal == "add" else (a1 >= LEARNED) & (a2 <= FORGOTTEN)) & side
+            ok = _reached(lams, acc, "+" if goal == "add" else "-", "both" if goal == "add" else "forget")
             best = np.array([lams[rules.best_lambda(lams, a[:, 0], a[:, 1], goal)] for a in acc])
             for source, col in (("weight cosine", "cos"), ("output α̂", "alpha")):
                 corr = runs[f"{method}_{col}_{rel}"].to_numpy(float)

@@ -142,8 +142,8 @@ def _keep_norms(recipe: Recipe, key: str, parts, deltas, state: MergeState) -> l
             keep = recipe.impl.keep(d, TrimCall(recipe, i, key, params.densities[i], opts, state, False))
             sums[i][0] += float(d.abs().sum(dtype=torch.float64))
             sums[i][1] += float((d.abs() * keep).sum(dtype=torch.float64))
-            if recipe.trim == "della":  # its masks cost a sort per row: kept for the merge pass, 1 byte an entry,
-                # in one block per vector (one large allocation, returned whole when the tensor is done)
+            if recipe.impl.reuse_keep:  # kept for the merge pass, 1 byte an entry, in one block per vector
+                # (one large allocation, returned whole when the tensor is done)
                 state.kept = state.kept if state.kept is not None else {}
                 if i not in state.kept:
                     state.kept[i] = torch.empty(parts[-1][1], dtype=torch.bool)
@@ -225,7 +225,7 @@ class MergePlan:
         if in_pieces:
             largest = min(largest, chunk)
         kept = 0  # DELLA in pieces with an L1 rescale keeps the L1 pass's masks of a whole tensor, 1 byte an entry
-        if in_pieces and whole > chunk and self.recipe.trim == "della" and self.recipe.rescale == "l1":
+        if in_pieces and whole > chunk and self.recipe.impl.reuse_keep and self.recipe.rescale == "l1":
             kept = whole * len(self.models)
         return RUNTIME_BYTES + largest * per_entry + kept
 

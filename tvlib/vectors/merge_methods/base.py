@@ -47,6 +47,7 @@ class Method:
     summary: str = ""
     keep: Callable[[Tensor, TrimCall], Tensor] | None = None  # a random drop's keep mask (pieces: its L1 norms)
     rows: bool = False  # the trim works row by row: pieces of a matrix must be whole rows
+    reuse_keep: bool = False  # its keep masks are costly (a sort per row): the L1 pass's masks are kept for the merge
     pieces: bool | Callable[[Any], bool] = False  # a whole-tensor merge that can run on pieces (given stats)
     stats: Callable[..., list[float]] | None = None  # (tensors, base, params, recipe) -> sums over a piece
 

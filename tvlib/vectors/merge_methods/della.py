@@ -40,10 +40,10 @@ def trim(d: Tensor, c: TrimCall) -> Tensor:
 
 
 METHODS = (
-    Method("della", trim=trim, keep=keep, rows=True, combine="ties", kind="della", densities=True, model_options={"epsilon": 0.15},
+    Method("della", trim=trim, keep=keep, rows=True, reuse_keep=True, combine="ties", kind="della", densities=True, model_options={"epsilon": 0.15},
            summary="magnitude-ranked random drop (MagPrune), rescale; elect signs; mean",
            mergekit={"normalize": "signed_weights", "rescale": "l1", "zero_sum": "plus"}),
-    Method("della_linear", trim=trim, keep=keep, rows=True, kind="della", densities=True, model_options={"epsilon": 0.15},
+    Method("della_linear", trim=trim, keep=keep, rows=True, reuse_keep=True, kind="della", densities=True, model_options={"epsilon": 0.15},
            summary="magnitude-ranked random drop (MagPrune), rescale; sum",
            mergekit={"normalize": "none", "rescale": "l1"}),
 )
