@@ -206,7 +206,7 @@ def advice_claims(runs: pd.DataFrame, method: str) -> pd.DataFrame:
                                   for s, r in enumerate(ranges)])
                 v = rules.fraction_of_seeds(right, words=("right", "wrong"))
                 if v.holds and all(r is not None for r in ranges) and (inside == side).all():
-                    v = rules.Verdict("trivial", True, f"{v.detail}; the range holds every lambda of the grid's side")
+                    v = rules.Verdict("trivial", True, f"{v.detail}; range = whole side")
                 kinds = sorted({relation(float(a)) for a in corr})
                 lo = [r[0] for r in ranges if r is not None]
                 hi = [r[1] for r in ranges if r is not None]
